@@ -1,0 +1,151 @@
+"""One frozen configuration for a training run: every default lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+FUNCTIONS = ("square", "oscillator")
+FUNCTION_ALIASES = {"quadratic": "square"}  # the study's code calls square "quadratic"
+ACTIVATIONS = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus")
+OPTIMIZERS = ("SGD", "Adam", "RMSprop")
+LOSSES = ("SmoothL1Loss", "MSELoss")
+DEFAULT_EPOCHS = {"square": 250, "oscillator": 1000}  # the study's budgets
+MAX_LAYERS = 3
+MAX_WIDTH = 4096  # far above the study's 256; stops a typo from eating the machine's memory
+MAX_EPOCHS = 1_000_000
+MAX_SAMPLES = 10_000_000
+
+
+def _canonical(value: Any, names: tuple[str, ...], what: str) -> str:
+    """Match `value` to one of `names`, ignoring case."""
+    if isinstance(value, str):
+        for name in names:
+            if name.lower() == value.strip().lower():
+                return name
+    raise ConfigError(f"{what} must be one of {', '.join(names)}, not {value!r}")
+
+
+def canonical_function(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in FUNCTION_ALIASES:
+        return FUNCTION_ALIASES[value.strip().lower()]
+    return _canonical(value, FUNCTIONS, "func")
+
+
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """Hidden sizes as the active layers: "64,0,0", [64, 0, 0] and (64,) all give (64,).
+
+    A 0 ends the stack, so a size after a 0 ({16, 0, 8}) is no network at all.
+    """
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("{", "").replace("}", "").split(",")]
+        try:
+            sizes = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(
+                f"hidden must be 1 to {MAX_LAYERS} comma-separated whole numbers, like 16,16,16; "
+                f"got {value!r}"
+            ) from None
+    elif isinstance(value, (list, tuple)):
+        sizes = list(value)
+    else:
+        raise ConfigError(f"hidden must be a list of layer sizes like [16, 16, 16], not {value!r}")
+    if not 1 <= len(sizes) <= MAX_LAYERS:
+        raise ConfigError(f"hidden takes 1 to {MAX_LAYERS} layer sizes, got {len(sizes)}: {value!r}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_WIDTH:
+            raise ConfigError(f"hidden sizes must be whole numbers from 0 to {MAX_WIDTH}, got {size!r}")
+    if sizes[0] == 0:
+        raise ConfigError("hidden: the first layer needs at least 1 unit")
+    active = tuple(s for s in sizes if s)
+    if list(active) != sizes[: len(active)]:
+        raise ConfigError(f"hidden: a 0 ends the stack, so no layer may follow it: {value!r}")
+    return active
+
+
+def _int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's numbers; same config → same numbers."""
+
+    func: str = "oscillator"
+    hidden: tuple[int, ...] = (16, 16, 16)
+    act: str = "Sigmoid"
+    optimizer: str = "Adam"
+    lr: float = 0.01
+    loss: str = "MSELoss"
+    epochs: int | None = None  # None → the function's default (DEFAULT_EPOCHS)
+    samples: int = 1000  # fresh uniform x drawn per epoch
+    batch: int = 100
+    seed: int = 12
+    output_act: bool = False  # True reproduces the study: activation after the output layer too
+
+    def __post_init__(self) -> None:
+        func = canonical_function(self.func)
+        set_ = object.__setattr__
+        set_(self, "func", func)
+        set_(self, "hidden", parse_hidden(self.hidden))
+        set_(self, "act", _canonical(self.act, ACTIVATIONS, "act"))
+        set_(self, "optimizer", _canonical(self.optimizer, OPTIMIZERS, "optimizer"))
+        set_(self, "loss", _canonical(self.loss, LOSSES, "loss"))
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"lr must be a number greater than 0, not {lr!r}")
+        set_(self, "lr", float(lr))
+        epochs = DEFAULT_EPOCHS[func] if self.epochs is None else self.epochs
+        set_(self, "epochs", _int("epochs", epochs, 1, MAX_EPOCHS))
+        _int("samples", self.samples, 1, MAX_SAMPLES)
+        _int("batch", self.batch, 1, MAX_SAMPLES)
+        if self.batch > self.samples:
+            raise ConfigError(f"batch ({self.batch}) cannot be larger than samples per epoch ({self.samples})")
+        _int("seed", self.seed, 0, 2**63 - 1)
+        if not isinstance(self.output_act, bool):
+            raise ConfigError(f"output_act must be true or false, not {self.output_act!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "the configuration") -> TrainConfig:
+        """Build from plain data (JSON, NNI parameters); unknown keys are an error naming `source`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source} must be a JSON object of settings, not {type(data).__name__}")
+        names = field_names()
+        unknown = sorted(str(k) for k in data if k not in names)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {unknown[0]!r} in {source}; known settings: {', '.join(names)}"
+            )
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in field_names()}
+        data["hidden"] = list(self.hidden)
+        return data
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def arch(self) -> str:
+        """The study's notation, always three sizes: {64,0,0}."""
+        sizes = list(self.hidden) + [0] * (MAX_LAYERS - len(self.hidden))
+        return "{" + ",".join(str(s) for s in sizes) + "}"
+
+    @property
+    def n_params(self) -> int:
+        widths = (1, *self.hidden, 1)
+        return sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))

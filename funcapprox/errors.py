@@ -1,0 +1,19 @@
+"""The project's exceptions: one base class, one subclass per kind of failure."""
+
+from __future__ import annotations
+
+
+class FuncApproxError(Exception):
+    """Base of every error funcapprox raises on purpose; the CLI prints its message."""
+
+
+class ConfigError(FuncApproxError, ValueError):
+    """A configuration value, file or option is invalid."""
+
+
+class TrainingDiverged(FuncApproxError):
+    """Training produced a non-finite loss or output."""
+
+
+class ExperimentError(FuncApproxError):
+    """An NNI experiment could not be started, found, read or stopped."""
