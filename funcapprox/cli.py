@@ -133,5 +133,282 @@ def _print_summary(s: dict, folder: Path) -> None:
     click.echo(f"files       {folder}/")
 
 
+# --- searching and reading experiments -------------------------------------------------------
+
+workdir_option = click.option(
+    "--workdir", type=click.Path(file_okay=False, path_type=Path), envvar="FUNCAPPROX_WORKDIR",
+    default="experiments", show_default=True,
+    help="Folder where experiments are kept (also FUNCAPPROX_WORKDIR).",
+)
+experiment_option = click.option(
+    "--experiment", "experiment_id", default="latest", show_default=True,
+    help="Experiment id, or latest (the most recent one in the work folder).",
+)
+
+
+@cli.command()
+@click.option("--stage", type=click.Choice(("nonarch", "arch", "all")), default="all", show_default=True,
+              help="nonarch: activation, lr, optimizer, loss on {16,16,16}; arch: hidden sizes; all: both in turn.")
+@click.option("--func", type=_choice(("square", "quadratic", "oscillator")), default=DEFAULTS.func,
+              show_default=True)
+@click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Another NNI search-space JSON for the same parameters [default: search_spaces/STAGE.json].")
+@click.option("--set", "set_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Fix a setting for every trial, e.g. --set act_func=Tanh (repeatable).")
+@click.option("--from", "from_experiment", metavar="EXP_ID",
+              help="Stage arch: take the fixed settings from this nonarch experiment [default: the latest].")
+@click.option("--tuner", type=click.Choice(("GridSearch", "TPE", "Random", "Anneal", "Evolution")),
+              default="GridSearch", show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Trials run at once.")
+@click.option("--max-trials", type=click.IntRange(1), help="Stop after this many trials [default: the grid size].")
+@click.option("--max-duration", help="Stop the experiment after this long, e.g. 30m.")
+@click.option("--max-trial-duration", help="Fail a trial that runs longer than this, e.g. 5m.")
+@click.option("--epochs", type=click.IntRange(1), help="Override the function's epoch budget (quick looks).")
+@click.option("--port", type=click.IntRange(1024, 65535), help="NNI manager and web UI port [default: a free one].")
+@workdir_option
+@click.option("--no-wait", is_flag=True, help="Start the experiment and return; follow it in the web UI.")
+@click.option("--keep-ui", is_flag=True, help="Leave the NNI manager and web UI running after the search.")
+@click.option("--dry-run", is_flag=True, help="Write and validate the experiment's files, print them, start nothing.")
+def search(stage, func, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials, max_duration,
+           max_trial_duration, epochs, port, workdir, no_wait, keep_ui, dry_run):
+    """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
+
+    Example: funcapprox search --stage all --func oscillator
+    """
+    from .experiment import parse_set_values, plan_stage
+
+    if stage == "all" and (space_file or from_experiment or no_wait):
+        raise click.UsageError("--space, --from and --no-wait go with a single --stage (nonarch or arch)")
+    workdir = workdir.resolve()
+    set_values = _library_call(parse_set_values, set_pairs)
+    limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
+                  max_trial_duration=max_trial_duration, port=port)
+    stages = ("nonarch", "arch") if stage == "all" else (stage,)
+    for name in stages:
+        plan = _library_call(plan_stage, name, func, workdir, space_file=space_file, set_values=set_values,
+                             from_experiment=from_experiment, epochs=epochs, **limits)
+        if dry_run:
+            _dry_run(plan)
+            if name == "nonarch" and stage == "all":
+                click.echo("(stage arch would take its fixed settings from this stage's best trial)")
+            return
+        _run_stage(plan, follow=not no_wait, keep_ui=keep_ui)
+
+
+def _dry_run(plan) -> None:
+    from .experiment import dry_run
+
+    folder = plan.workdir / ".dry-run" / f"{plan.func}-{plan.stage}"
+    config_file = _library_call(dry_run, plan, folder)
+    click.echo(f"# {config_file} (validated by NNI's ExperimentConfig)")
+    click.echo(config_file.read_text())
+    click.echo(f"# {config_file.parent / 'search_space.json'}: {plan.grid_size or 'unbounded'} grid points")
+    click.echo((config_file.parent / "search_space.json").read_text())
+
+
+def _run_stage(plan, follow: bool, keep_ui: bool):
+    from .search import Interrupted, run_stage
+
+    if plan.handoff:
+        source = f"best trial of {plan.from_experiment}" if plan.from_experiment else "--set"
+        click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
+    click.echo(f"stage {plan.stage} for {plan.func}: {plan.max_trials or 'up to ' + str(plan.max_duration)} trials, "
+               f"{plan.tuner}, concurrency {plan.concurrency}")
+
+    def on_launch(launched) -> None:
+        click.echo(f"experiment {launched.id} started: web UI {launched.url}")
+
+    try:
+        outcome = run_stage(plan, follow=follow, keep_ui=keep_ui, on_launch=on_launch,
+                            on_progress=_progress_line())
+    except Interrupted as exc:
+        click.echo("", err=True)
+        raise click.ClickException(str(exc)) from None
+    except FuncApproxError as exc:
+        click.echo("", err=True)
+        raise click.ClickException(str(exc)) from None
+    if not follow:
+        click.echo(f"not waiting; follow it at {outcome.launched.url}, stop it with "
+                   f"`funcapprox experiments --stop {outcome.launched.id}`")
+        return outcome
+    click.echo("", err=True)
+    experiment = outcome.experiment
+    counts = experiment.counts()
+    click.echo(f"experiment {experiment.id} finished ({outcome.status}): "
+               + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())))
+    if experiment.succeeded():
+        best = experiment.best()
+        click.echo(f"best trial {best.trial_id}: metric {best.metric:.4f}, max error {_fmt(best.max_error, '.5f')}, "
+                   f"{best.arch}, {best.n_params} parameters")
+        _print_table(experiment.ranked()[:5], experiment)
+    if outcome.best_plot:
+        click.echo(f"best fit plotted: {outcome.best_plot}")
+    if keep_ui:
+        click.echo(f"web UI still up at {outcome.launched.url}; stop it with "
+                   f"`funcapprox experiments --stop {experiment.id}`")
+    return outcome
+
+
+def _progress_line():
+    """Live progress: one line rewritten in place on a terminal, a line every 30 s otherwise."""
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(p) -> None:
+        counts = p.experiment.counts()
+        done = p.finished_trials
+        best = max(p.experiment.succeeded(), key=lambda t: t.metric, default=None)
+        text = (f"trials {done}/{p.total or '?'}: {counts.get('SUCCEEDED', 0)} ok, {counts.get('FAILED', 0)} failed, "
+                f"{counts.get('RUNNING', 0)} running")
+        if best is not None:
+            text += f" | best {best.metric:.3f} {_short_params(best)}"
+        text += f" | {_duration(p.elapsed)} elapsed"
+        if p.eta is not None:
+            text += f", ETA {_duration(p.eta)}"
+        if tty:
+            click.echo("\r\x1b[2K" + text, nl=False, err=True)
+        elif p.elapsed - last[0] >= 30 or done == p.total:
+            last[0] = p.elapsed
+            click.echo(text, err=True)
+
+    return show
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _short_params(trial) -> str:
+    from .space import settings_to_params
+
+    p = trial.params
+    shown = {k: p[k] for k in ("act", "lr", "optimizer", "loss") if k in p}
+    return trial.arch + " " + " ".join(f"{k}={v}" for k, v in settings_to_params(shown).items())
+
+
+def _searched_columns(experiment) -> list[str]:
+    """The configuration fields this experiment's tuner chose (the rest were fixed)."""
+    fixed = experiment.meta.get("fixed", {})
+    names = [k for k in ("act", "lr", "optimizer", "loss", "hidden", "batch", "samples", "epochs", "seed",
+                         "output_act") if k not in fixed]
+    return names
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "{" + ",".join(map(str, value + [0] * (3 - len(value)))) + "}"
+    return str(value)
+
+
+def _print_table(trials, experiment) -> None:
+    columns = _searched_columns(experiment)
+    headers = ["trial", "status", *columns, "metric", "rms", "max_error", "params", "seconds"]
+    rows = [[t.trial_id, t.status, *(_cell(t.params.get(c)) for c in columns),
+             _fmt(t.metric, ".4f"), _fmt(t.rms, ".5f"), _fmt(t.max_error, ".5f"), _cell(t.n_params),
+             _fmt(t.seconds, ".1f")] for t in trials]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+@cli.command()
+@experiment_option
+@click.option("--top", type=click.IntRange(1), help="Show only the N best trials.")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
+@workdir_option
+def results(experiment_id, top, fmt, workdir):
+    """Rank an experiment's trials, read from NNI's store (the manager need not run).
+
+    Example: funcapprox results --experiment latest --top 10
+    """
+    from .results import load_experiment
+
+    experiment = _library_call(load_experiment, workdir.resolve(), experiment_id)
+    ranked = experiment.ranked()
+    shown = ranked[:top] if top else ranked
+    if fmt == "json":
+        click.echo(json.dumps([t.as_dict() for t in shown], indent=2))
+    elif fmt == "csv":
+        _print_csv(shown)
+    else:
+        counts = experiment.counts()
+        click.echo(f"experiment {experiment.id}: stage {experiment.stage}, {experiment.func}, "
+                   + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())))
+        _print_table(shown, experiment)
+        failed = [t for t in experiment.trials if t.reason]
+        for t in failed:
+            click.echo(f"{t.trial_id} {t.status}: {t.reason}")
+
+
+def _print_csv(trials) -> None:
+    import csv
+
+    from .config import field_names
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    fields = list(field_names())
+    writer.writerow(["trial_id", "status", *fields, "metric", "rms", "max_error", "n_params", "seconds"])
+    for t in trials:
+        values = [",".join(map(str, v)) if isinstance(v, list) else v for v in (t.params.get(f) for f in fields)]
+        writer.writerow([t.trial_id, t.status, *values, t.metric, t.rms, t.max_error, t.n_params, t.seconds])
+
+
+@cli.command()
+@click.option("--trial", "trial_id", default="best", show_default=True, help="best, or a trial id.")
+@experiment_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG to write [default: the experiment's funcapprox/ folder]; the history goes beside it.")
+@click.option("--retrain", is_flag=True, help="If the trial's weights are missing, train its configuration again.")
+@workdir_option
+def plot(trial_id, experiment_id, out, retrain, workdir):
+    """Plot a trial's fit against the truth, and its metric history.
+
+    Example: funcapprox plot --trial best --experiment latest
+    """
+    from .figures import plot_trial
+
+    paths = _library_call(plot_trial, workdir.resolve(), experiment_id, trial_id, out, retrain)
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--stop", "stop_id", metavar="EXP_ID", help="Stop this experiment's NNI manager.")
+@click.option("--view", "view_id", metavar="EXP_ID", help="Reopen this experiment's web UI (nnictl view).")
+@click.option("--port", type=click.IntRange(1024, 65535), help="Port for --view [default: a free one].")
+@workdir_option
+def experiments(stop_id, view_id, port, workdir):
+    """List the experiments in the work folder; stop one, or reopen its web UI.
+
+    Example: funcapprox experiments --view 5g2kd1x0
+    """
+    from . import registry
+
+    workdir = workdir.resolve()
+    if stop_id and view_id:
+        raise click.UsageError("give --stop or --view, not both")
+    if stop_id:
+        click.echo(_library_call(registry.stop_experiment, workdir, stop_id))
+        return
+    if view_id:
+        click.echo(_library_call(registry.view_experiment, workdir, view_id, port))
+        return
+    rows = _library_call(registry.list_experiments, workdir)
+    if not rows:
+        click.echo(f"no experiments in {workdir}; start one with `funcapprox search`")
+        return
+    headers = list(rows[0])
+    table = [[_cell(r[h]) for h in headers] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
+    for row in [headers, *table]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
 def main() -> None:
     cli(prog_name="funcapprox")

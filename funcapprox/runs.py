@@ -8,6 +8,7 @@ from typing import Callable
 
 from .artifacts import FIT_PLOT_FILE, prepare_dir, save_run
 from .config import TrainConfig
+from .figures import save_fit_plot
 from .train import Evaluation, TrainResult, train
 
 
@@ -29,8 +30,3 @@ def run_training(
         save_fit_plot(result.model, config, folder / FIT_PLOT_FILE)
     return result
 
-
-def save_fit_plot(model, config: TrainConfig, path: Path) -> Path:
-    from .plot import draw_fit, fit_data, save_figure
-
-    return save_figure(draw_fit(fit_data(model, config)), path)

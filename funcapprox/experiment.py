@@ -1,0 +1,429 @@
+"""Plan a search stage, launch it with the real `nnictl`, follow it, stop it.
+
+A stage is one NNI experiment. Its files (YAML config, search space, run.json with
+the stage, the fixed settings and where they came from) end up in
+`<workdir>/<id>/funcapprox/`, beside NNI's own store for that experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifacts import write_json
+from .config import TrainConfig
+from .errors import ConfigError, ExperimentError
+from .nniconfig import TUNERS, experiment_config, to_yaml, trial_command
+from .results import META_DIR, META_FILE, Experiment, experiment_ids, load_experiment, read_meta
+from .space import (
+    default_space_path,
+    grid_size,
+    load_space,
+    normalize_space,
+    params_to_settings,
+    searchable_names,
+)
+
+NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
+WORKDIR_VARIABLE = "FUNCAPPROX_WORKDIR"
+FINISHED = ("DONE", "STOPPED", "ERROR")
+EXHAUSTED = ("TUNER_NO_MORE_TRIAL", "NO_MORE_TRIAL")  # GridSearch ends here, never in DONE
+ACTIVE_TRIALS = ("WAITING", "RUNNING", "UNKNOWN")
+# Settings stage 2 takes over from stage 1's best trial: everything but the network.
+HANDOFF_EXCLUDE = ("hidden", "func", "seed")
+
+
+def default_workdir() -> Path:
+    return Path(os.environ.get(WORKDIR_VARIABLE) or "experiments").resolve()
+
+
+@dataclass
+class StagePlan:
+    """Everything decided before an experiment starts."""
+
+    stage: str
+    fixed: dict[str, Any]
+    space: dict[str, Any]
+    workdir: Path
+    tuner: str = "GridSearch"
+    concurrency: int = 2
+    max_trials: int | None = None
+    max_duration: str | None = None
+    max_trial_duration: str | None = None
+    port: int | None = None
+    handoff: dict[str, Any] = field(default_factory=dict)  # settings taken from stage 1
+    from_experiment: str | None = None
+    space_source: str = ""
+
+    @property
+    def func(self) -> str:
+        return self.fixed["func"]
+
+    @property
+    def name(self) -> str:
+        return f"funcapprox {self.func} {self.stage}"
+
+    @property
+    def grid_size(self) -> int | None:
+        return grid_size(self.space)
+
+
+def parse_set_values(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--set act_func=Tanh` pairs as configuration settings (study or field names)."""
+    raw: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes NAME=VALUE, like act_func=Tanh; got {pair!r}")
+        try:
+            raw[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            raw[key.strip()] = text.strip()
+    hidden = raw.pop("hidden", None)
+    settings = params_to_settings(raw, "--set")
+    if hidden is not None:
+        settings["hidden"] = hidden
+    TrainConfig.from_dict({"func": "square", **settings}, source="--set")  # check values now, not per trial
+    return settings
+
+
+def latest_finished(workdir: Path, stage: str, func: str) -> Experiment | None:
+    """The newest experiment of `stage` for `func` with at least one succeeded trial."""
+    for exp_id in reversed(experiment_ids(workdir)):
+        meta = read_meta(workdir / exp_id)
+        if meta.get("stage") != stage or meta.get("fixed", {}).get("func") != func:
+            continue
+        experiment = load_experiment(workdir, exp_id)
+        if experiment.succeeded():
+            return experiment
+    return None
+
+
+def handoff_from(experiment: Experiment) -> dict[str, Any]:
+    """Stage 1's best settings for stage 2: all but the network, the function and the seed."""
+    best = experiment.best()
+    return {k: v for k, v in best.params.items() if k not in HANDOFF_EXCLUDE}
+
+
+def plan_stage(
+    stage: str,
+    func: str,
+    workdir: Path,
+    *,
+    space_file: Path | None = None,
+    set_values: dict[str, Any] | None = None,
+    from_experiment: str | None = None,
+    epochs: int | None = None,
+    **limits: Any,
+) -> StagePlan:
+    """Build and check a stage: its fixed settings, its space, its limits. Starts nothing."""
+    set_values = dict(set_values or {})
+    fixed: dict[str, Any] = {"func": TrainConfig(func=func).func}
+    handoff: dict[str, Any] = {}
+    source_id = None
+    if stage == "nonarch":
+        fixed["hidden"] = NONARCH_HIDDEN
+    elif stage == "arch":
+        if from_experiment is not None:
+            source = load_experiment(workdir, from_experiment)
+            if source.stage != "nonarch":
+                raise ConfigError(f"--from {source.id} is a {source.stage} experiment; give a nonarch one")
+            handoff = handoff_from(source)
+            source_id = source.id
+        elif not any(k in set_values for k in ("act", "lr", "optimizer", "loss")):
+            source = latest_finished(workdir, "nonarch", fixed["func"])
+            if source is None:
+                raise ConfigError(
+                    f"stage arch needs stage 1's best settings, and {workdir} has no finished nonarch "
+                    f"experiment for {fixed['func']}: run `funcapprox search --stage nonarch --func {fixed['func']}` "
+                    "first, or give them with --set act_func=… --set learning_rate=… --set optimizer=… --set loss=…"
+                )
+            handoff = handoff_from(source)
+            source_id = source.id
+    else:
+        raise ConfigError(f"--stage must be nonarch, arch or all, not {stage!r}")
+    fixed.update(handoff)
+    if epochs is not None:
+        fixed["epochs"] = epochs
+    fixed.update(set_values)
+    fixed = TrainConfig.from_dict(fixed, source="the stage's fixed settings").to_dict()
+
+    path = space_file or default_space_path(stage)
+    space = normalize_space(load_space(path))
+    searched = set(params_to_settings(_flat_names(space)))
+    both = sorted(searched & set(set_values))
+    if both:
+        raise ConfigError(f"{both[0]!r} is both fixed with --set and searched in {path}; drop one")
+    if stage == "nonarch" and "arch" in space:
+        raise ConfigError(f"stage nonarch fixes the network at {{16,16,16}}, but {path} searches hidden sizes")
+    fixed = {k: v for k, v in fixed.items() if k not in searched}  # the tuner decides those
+    plan = StagePlan(stage=stage, fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
+                     from_experiment=source_id, space_source=str(path), **limits)
+    if plan.tuner not in TUNERS:
+        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {plan.tuner!r}")
+    if plan.max_trials is None and plan.max_duration is None:
+        if plan.grid_size is None:
+            raise ConfigError(f"{path} has continuous parameters: give --max-trials or --max-duration")
+        plan.max_trials = plan.grid_size  # ends the experiment in DONE when the grid is covered
+    return plan
+
+
+def _flat_names(space: dict[str, Any]) -> dict[str, Any]:
+    """Parameter names a space searches, with placeholder values, nested choice unpacked."""
+    names = {k: 1 for k in space if k != "arch"}
+    for branch in space.get("arch", {}).get("_value", []):
+        names.update({k: 1 for k in branch if k != "_name"})
+    return {k: v for k, v in names.items() if k in searchable_names()}
+
+
+# --- launching -------------------------------------------------------------------------------
+
+
+def nnictl_path() -> str:
+    beside = Path(sys.executable).with_name("nnictl")  # the venv's own, matching its nni
+    found = str(beside) if beside.exists() else shutil.which("nnictl")
+    if not found:
+        raise ExperimentError("nnictl is not installed; run scripts/setup (it installs nni 3.0 into .venv)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class Launched:
+    id: str
+    port: int
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def write_stage_files(plan: StagePlan, folder: Path) -> Path:
+    """The stage's YAML config and search space, runnable by hand with `nnictl create`."""
+    code_dir = plan.workdir / ".trial-code"  # NNI's trialCodeDirectory: empty, stable, shared
+    code_dir.mkdir(parents=True, exist_ok=True)
+    space_file = folder / "search_space.json"
+    write_json(space_file, plan.space)
+    config = experiment_config(
+        name=plan.name, search_space_file=space_file, command=trial_command(plan.fixed), code_dir=code_dir,
+        workdir=plan.workdir, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
+        max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
+    )
+    config_file = folder / "config.yml"
+    from .artifacts import atomic_write
+
+    atomic_write(config_file, to_yaml(config))
+    return config_file
+
+
+def dry_run(plan: StagePlan, folder: Path) -> Path:
+    """Write and validate the stage's files without starting anything."""
+    from .nniconfig import validate_with_nni
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = write_stage_files(plan, folder)
+    import yaml
+
+    validate_with_nni(yaml.safe_load(config_file.read_text()))
+    write_json(folder / META_FILE, _meta(plan, None))
+    return config_file
+
+
+def _meta(plan: StagePlan, exp_id: str | None) -> dict[str, Any]:
+    return {
+        "id": exp_id, "stage": plan.stage, "fixed": plan.fixed, "handoff": plan.handoff,
+        "from_experiment": plan.from_experiment, "space_source": plan.space_source, "tuner": plan.tuner,
+        "concurrency": plan.concurrency, "max_trials": plan.max_trials, "max_duration": plan.max_duration,
+        "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING",
+    }
+
+
+def launch(plan: StagePlan) -> Launched:
+    """Write the stage's files and start the experiment with `nnictl create`."""
+    workdir = plan.workdir
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=workdir))
+    except OSError as exc:
+        raise ExperimentError(f"cannot write to the work folder {workdir}: {exc.strerror}") from None
+    if plan.port is not None and port_in_use(plan.port):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExperimentError(f"port {plan.port} is in use; pick another with --port, or leave --port out")
+    port = plan.port or free_port()
+    config_file = write_stage_files(plan, staging)
+    command = [nnictl_path(), "create", "--config", str(config_file), "--port", str(port)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        output = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        output, done = str(exc.stdout or "") + str(exc.stderr or ""), None
+    match = re.search(r"Experiment ID: (?:\x1b\[[0-9;]*m)?([A-Za-z0-9]+)", output)
+    if done is None or done.returncode != 0 or not match:
+        exp_id = match.group(1) if match else None
+        if exp_id:
+            stop(exp_id, workdir)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExperimentError(_start_failure(output, workdir, exp_id))
+    exp_id = match.group(1)
+    folder = workdir / exp_id
+    folder.mkdir(exist_ok=True)
+    staging.rename(folder / META_DIR)
+    write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port})
+    return Launched(exp_id, port, folder)
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _start_failure(output: str, workdir: Path, exp_id: str | None) -> str:
+    lines = [line for line in _strip_ansi(output).splitlines() if line.strip() and "pkg_resources" not in line]
+    message = "nnictl could not start the experiment"
+    if lines:
+        message += ": " + " | ".join(lines[-3:])
+    if exp_id:
+        log = workdir / exp_id / "log" / "nnimanager.log"
+        message += f" (manager log: {log}; last line: {log_tail(log, 1) or 'empty'})"
+    return message
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return " | ".join(_strip_ansi(line).strip() for line in text[-lines:])
+
+
+# --- following and stopping ------------------------------------------------------------------
+
+
+def rest(port: int, path: str, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def manager_status(port: int) -> str | None:
+    """The experiment's status from its manager, or None when the manager does not answer."""
+    try:
+        return rest(port, "check-status").get("status")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class Progress:
+    experiment: Experiment
+    status: str
+    elapsed: float
+    total: int | None
+
+    @property
+    def finished_trials(self) -> int:
+        return sum(1 for t in self.experiment.trials if t.status not in ACTIVE_TRIALS)
+
+    @property
+    def eta(self) -> float | None:
+        done = self.finished_trials
+        if not self.total or not done:
+            return None
+        return self.elapsed / done * max(0, self.total - done)
+
+
+def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], None] | None = None,
+         poll: float = 2.0, total: int | None = None, manager_grace: float = 15.0) -> str:
+    """Follow the experiment until its space is exhausted or a limit is hit; return NNI's final status.
+
+    GridSearch leaves NNI in TUNER_NO_MORE_TRIAL, never DONE: that with no trial still
+    waiting or running counts as finished. A manager that stops answering for
+    `manager_grace` seconds is reported with its log tail instead of waited on forever.
+    """
+    start = time.time()
+    silent_since: float | None = None
+    while True:
+        status = manager_status(launched.port)
+        experiment = load_experiment(workdir, launched.id)
+        if status is None:
+            silent_since = silent_since or time.time()
+            if time.time() - silent_since > manager_grace:
+                log = launched.folder / "log" / "nnimanager.log"
+                raise ExperimentError(
+                    f"the NNI manager of experiment {launched.id} stopped answering on port {launched.port}; "
+                    f"last log lines ({log}): {log_tail(log, 3) or 'none'}"
+                )
+        else:
+            silent_since = None
+        if on_progress is not None and status is not None:
+            on_progress(Progress(experiment, status, time.time() - start, total))
+        active = any(t.status in ACTIVE_TRIALS for t in experiment.trials)
+        if status in FINISHED or (status in EXHAUSTED and not active):
+            return status
+        time.sleep(poll)
+
+
+def stop(exp_id: str, workdir: Path) -> None:
+    """Stop the experiment's manager with `nnictl stop`; a no-op if it is not running."""
+    try:
+        subprocess.run([nnictl_path(), "stop", exp_id], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_leftover(exp_id)
+
+
+def _kill_leftover(exp_id: str) -> None:
+    """If nnictl stop left the manager running, end it through NNI's manifest pid."""
+    manifest = Path.home() / "nni-experiments" / ".experiment"
+    try:
+        pid = json.loads(manifest.read_text()).get(exp_id, {}).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(pid, int):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if exp_id.encode() in cmdline:
+        os.kill(pid, 15)
+
+
+def mark(workdir: Path, exp_id: str, **fields: Any) -> None:
+    """Record something about an experiment in its run.json (its final status, say)."""
+    path = workdir / exp_id / META_DIR / META_FILE
+    write_json(path, read_meta(workdir / exp_id) | fields)
+
+
+def manifest_entry(exp_id: str) -> dict[str, Any]:
+    manifest = Path.home() / "nni-experiments" / ".experiment"
+    try:
+        return json.loads(manifest.read_text()).get(exp_id, {}) or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+

@@ -1,0 +1,103 @@
+"""NNI experiment configuration (v2 YAML) for a search stage."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# Every tuner maximizes: the metric is -log10(RMS), higher is better. Seeds make runs repeatable.
+TUNERS: dict[str, dict[str, Any]] = {
+    "GridSearch": {},  # takes no classArgs
+    "TPE": {"optimize_mode": "maximize", "seed": 12},
+    "Random": {"optimize_mode": "maximize", "seed": 12},
+    "Anneal": {"optimize_mode": "maximize"},
+    "Evolution": {"optimize_mode": "maximize", "population_size": 32},
+}
+
+
+def trial_command(fixed: dict[str, Any], python: str | None = None) -> str:
+    """The shell command NNI runs per trial: the stage's fixed settings as readable --set pairs."""
+    import json
+
+    parts = [python or sys.executable, "-m", "funcapprox.trial"]
+    for key, value in fixed.items():
+        if key == "hidden":
+            text = ",".join(map(str, value))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+        parts += ["--set", f"{key}={text}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def parse_duration(text: str | None, option: str) -> str | None:
+    """NNI's duration format: a number and a unit, s, m, h or d ("90s", "10m")."""
+    if text is None:
+        return None
+    value = str(text).strip()
+    if len(value) < 2 or value[-1] not in "smhd":
+        raise ConfigError(f"{option} takes a number and a unit s, m, h or d, like 10m; got {text!r}")
+    try:
+        if float(value[:-1]) <= 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{option} takes a positive number and a unit s, m, h or d, like 10m; got {text!r}") from None
+    return value
+
+
+def experiment_config(
+    *,
+    name: str,
+    search_space_file: Path,
+    command: str,
+    code_dir: Path,
+    workdir: Path,
+    tuner: str = "GridSearch",
+    concurrency: int = 2,
+    max_trials: int | None = None,
+    max_duration: str | None = None,
+    max_trial_duration: str | None = None,
+) -> dict[str, Any]:
+    """The experiment as NNI's v2 config keys (plain data, ready for YAML)."""
+    if tuner not in TUNERS:
+        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {tuner!r}")
+    if concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, not {concurrency}")
+    if max_trials is not None and max_trials < 1:
+        raise ConfigError(f"--max-trials must be at least 1, not {max_trials}")
+    config: dict[str, Any] = {
+        "experimentName": name,
+        "searchSpaceFile": str(search_space_file),
+        "trialCommand": command,
+        "trialCodeDirectory": str(code_dir),
+        "trialConcurrency": concurrency,
+        "experimentWorkingDirectory": str(workdir),
+        "tuner": {"name": tuner, **({"classArgs": TUNERS[tuner]} if TUNERS[tuner] else {})},
+        "trainingService": {"platform": "local", "useActiveGpu": False},
+    }
+    if max_trials is not None:
+        config["maxTrialNumber"] = max_trials
+    if max_duration is not None:
+        config["maxExperimentDuration"] = parse_duration(max_duration, "--max-duration")
+    if max_trial_duration is not None:
+        config["maxTrialDuration"] = parse_duration(max_trial_duration, "--max-trial-duration")
+    return config
+
+
+def to_yaml(config: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False, width=1000)
+
+
+def validate_with_nni(config: dict[str, Any]) -> None:
+    """NNI's own check of a config (imports nni: seconds; used by tests and --dry-run)."""
+    from nni.experiment.config import ExperimentConfig
+
+    try:
+        ExperimentConfig(**config).validate()
+    except Exception as exc:  # NNI raises ValueError, TypeError or its own errors
+        raise ConfigError(f"NNI rejects the generated config: {exc}") from None

@@ -1,0 +1,62 @@
+"""The experiments in a work folder: list them, stop one, reopen one's web UI."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import ExperimentError
+from .experiment import free_port, manager_status, manifest_entry, nnictl_path, port_in_use, stop
+from .results import experiment_ids, load_experiment, resolve_id
+
+
+def experiment_status(workdir: Path, exp_id: str, meta: dict[str, Any]) -> str:
+    """RUNNING (or NNI's live word) while a manager answers; else what funcapprox recorded."""
+    port = manifest_entry(exp_id).get("port") or meta.get("port")
+    live = manager_status(port) if isinstance(port, int) else None
+    if live:
+        return live
+    recorded = meta.get("status", "?")
+    return "STOPPED" if recorded == "RUNNING" else recorded  # a manager that is gone is no longer running
+
+
+def list_experiments(workdir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for exp_id in experiment_ids(workdir):
+        experiment = load_experiment(workdir, exp_id)
+        done = experiment.succeeded()
+        best = max((t.metric for t in done), default=None)
+        created = experiment.meta.get("created")
+        rows.append({
+            "id": exp_id,
+            "stage": experiment.stage,
+            "func": experiment.func,
+            "status": experiment_status(workdir, exp_id, experiment.meta),
+            "trials": f"{len(done)}/{len(experiment.trials)}",
+            "best": best,
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "?",
+        })
+    return rows
+
+
+def stop_experiment(workdir: Path, exp_id: str) -> str:
+    exp_id = resolve_id(workdir, exp_id)
+    stop(exp_id, workdir)
+    return f"experiment {exp_id} stopped; its results stay in {workdir / exp_id}"
+
+
+def view_experiment(workdir: Path, exp_id: str, port: int | None = None) -> str:
+    """Start NNI's web UI on a stopped experiment (`nnictl view`), without running trials."""
+    exp_id = resolve_id(workdir, exp_id)
+    if port is not None and port_in_use(port):
+        raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
+    port = port or free_port()
+    command = [nnictl_path(), "view", exp_id, "--port", str(port), "--experiment_dir", str(workdir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    if done.returncode != 0 or manager_status(port) is None:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
+        raise ExperimentError(f"nnictl view could not open experiment {exp_id}: {tail}")
+    return (f"web UI of experiment {exp_id} at http://127.0.0.1:{port}; "
+            f"stop it with `funcapprox experiments --stop {exp_id}`")

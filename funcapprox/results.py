@@ -1,0 +1,277 @@
+"""Experiments read back from NNI's own store on disk, as plain records.
+
+NNI keeps each experiment in `<workdir>/<id>/`: `db/nni.sqlite` (trial events,
+metrics, the experiment profile) and one folder per trial, where funcapprox's trial
+leaves its configuration, history, metrics and weights. Reading the files works
+whether or not the NNI manager still runs. Nothing else in funcapprox reads NNI's
+raw JSON or SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import read_json
+from .config import TrainConfig
+from .errors import ConfigError, ExperimentError, FuncApproxError
+from .space import params_to_settings
+
+META_DIR = "funcapprox"  # our files inside NNI's experiment folder
+META_FILE = "run.json"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: str
+    status: str  # NNI's word: WAITING, RUNNING, SUCCEEDED, FAILED, …
+    params: dict[str, Any]  # the full resolved configuration (TrainConfig.to_dict())
+    nni_params: dict[str, Any]  # what the tuner sent
+    metric: float | None = None  # the study's metric: NNI's "default"
+    rms: float | None = None
+    max_error: float | None = None
+    n_params: int | None = None
+    seconds: float | None = None  # from RUNNING to its end, as NNI recorded it
+    history: tuple[float, ...] = ()  # intermediate metrics, every 5 epochs
+    reason: str | None = None  # why it failed, when it did
+    output_dir: Path | None = None
+    sequence: int = 0
+
+    @property
+    def arch(self) -> str:
+        try:
+            return TrainConfig.from_dict(self.params).arch
+        except ConfigError:
+            return "?"
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.params, source=f"trial {self.trial_id}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stable shape of `funcapprox results --format json`."""
+        return {
+            "trial_id": self.trial_id, "status": self.status, "params": self.params, "metric": self.metric,
+            "rms": self.rms, "max_error": self.max_error, "n_params": self.n_params, "seconds": self.seconds,
+        }
+
+
+@dataclass
+class Experiment:
+    id: str
+    folder: Path
+    meta: dict[str, Any]
+    trials: list[TrialRecord] = field(default_factory=list)
+    start: float | None = None  # seconds since the epoch
+    end: float | None = None
+
+    @property
+    def stage(self) -> str:
+        return self.meta.get("stage", "?")
+
+    @property
+    def func(self) -> str:
+        return self.meta.get("fixed", {}).get("func", "?")
+
+    def succeeded(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.status == "SUCCEEDED" and t.metric is not None]
+
+    def ranked(self) -> list[TrialRecord]:
+        """Succeeded trials best first (metric, then fewer parameters), then the others."""
+        done = sorted(self.succeeded(), key=lambda t: (-t.metric, t.n_params or 0, t.sequence))
+        return done + [t for t in self.trials if t not in done]
+
+    def best(self) -> TrialRecord:
+        done = self.succeeded()
+        if not done:
+            raise ExperimentError(f"experiment {self.id} has no succeeded trial yet")
+        return self.ranked()[0]
+
+    def trial(self, trial_id: str) -> TrialRecord:
+        if trial_id == "best":
+            return self.best()
+        for t in self.trials:
+            if t.trial_id == trial_id:
+                return t
+        raise ExperimentError(
+            f"no trial {trial_id!r} in experiment {self.id}; `funcapprox results --experiment {self.id}` lists them"
+        )
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        return counts
+
+
+def check_id(value: str, what: str = "experiment id") -> str:
+    """Ids come from the command line: letters, digits, - and _ only, never a path."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise ExperimentError(f"{value!r} is not a valid {what} (letters, digits, - and _ only)")
+    return value
+
+
+def experiment_ids(workdir: Path) -> list[str]:
+    """funcapprox's experiments in `workdir`, oldest first."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        return []
+    found = []
+    for meta in workdir.glob(f"*/{META_DIR}/{META_FILE}"):
+        if meta.parent.parent.is_symlink():  # NNI's _latest link
+            continue
+        try:
+            created = float(json.loads(meta.read_text()).get("created", 0))
+        except (OSError, ValueError, AttributeError):
+            created = meta.stat().st_mtime
+        found.append((created, meta.parent.parent.name))
+    return [name for _, name in sorted(found)]
+
+
+def resolve_id(workdir: Path, experiment: str) -> str:
+    ids = experiment_ids(workdir)
+    if experiment == "latest":
+        if not ids:
+            raise ExperimentError(f"no experiments in {workdir}; start one with `funcapprox search`")
+        return ids[-1]
+    check_id(experiment)
+    if experiment not in ids:
+        hint = f"known: {', '.join(ids[-5:])}" if ids else "it has none"
+        raise ExperimentError(f"no experiment {experiment!r} in {workdir} ({hint}); see `funcapprox experiments`")
+    return experiment
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        return read_json(folder / META_DIR / META_FILE)
+    except FuncApproxError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
+    """Read an experiment's trials from NNI's sqlite store and the trial folders."""
+    exp_id = resolve_id(Path(workdir), experiment)
+    folder = Path(workdir) / exp_id
+    meta = read_meta(folder)
+    record = Experiment(exp_id, folder, meta)
+    db = folder / "db" / "nni.sqlite"
+    if not db.exists():
+        return record  # created, but the manager never started
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            events = connection.execute(
+                "SELECT timestamp, trialJobId, event, data, logPath, sequenceId FROM TrialJobEvent ORDER BY timestamp"
+            ).fetchall()
+            metrics = connection.execute(
+                "SELECT trialJobId, type, sequence, data FROM MetricData ORDER BY timestamp"
+            ).fetchall()
+            profile = connection.execute(
+                "SELECT startTime, endTime FROM ExperimentProfile ORDER BY revision DESC LIMIT 1"
+            ).fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise ExperimentError(f"cannot read NNI's database {db}: {exc}") from None
+    if profile:
+        record.start = profile[0] / 1000 if profile[0] else None
+        record.end = profile[1] / 1000 if profile[1] else None
+    record.trials = _trials(events, metrics, meta.get("fixed", {}))
+    return record
+
+
+def _decode_metric(data: str) -> Any:
+    """MetricData.data is JSON encoded twice (NNI's dump of the trial's dump)."""
+    value = json.loads(data)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _trials(events: list, metrics: list, fixed: dict[str, Any]) -> list[TrialRecord]:
+    info: dict[str, dict[str, Any]] = {}
+    for timestamp, trial_id, event, data, log_path, sequence in events:
+        t = info.setdefault(trial_id, {"status": event, "params": {}, "sequence": sequence or 0})
+        t["status"] = event
+        if log_path:
+            t["log_path"] = log_path
+        if data:
+            try:
+                t["params"] = json.loads(data).get("parameters", {}) or {}
+            except (ValueError, AttributeError):
+                pass
+        if event in ("WAITING", "RUNNING") and "started" not in t:
+            t["started"] = timestamp
+        if event in TERMINAL:
+            t["ended"] = timestamp
+    finals: dict[str, Any] = {}
+    history: dict[str, list[tuple[int, float]]] = {}
+    for trial_id, kind, sequence, data in metrics:
+        try:
+            value = _decode_metric(data)
+        except ValueError:
+            continue
+        if kind == "FINAL":
+            finals[trial_id] = value
+        elif isinstance(value, (int, float)):
+            history.setdefault(trial_id, []).append((sequence, float(value)))
+    records = []
+    for trial_id, t in info.items():
+        final = finals.get(trial_id)
+        final = final if isinstance(final, dict) else {"default": final}
+        output_dir = Path(t["log_path"]) if t.get("log_path") else None
+        seconds = (t["ended"] - t["started"]) / 1000 if "ended" in t and "started" in t else None
+        try:
+            params = TrainConfig.from_dict({**fixed, **params_to_settings(t["params"])}).to_dict()
+        except ConfigError:
+            params = {**fixed, **t["params"]}
+        records.append(TrialRecord(
+            trial_id=trial_id,
+            status=t["status"],
+            params=params,
+            nni_params=t["params"],
+            metric=_number(final.get("default")),
+            rms=_number(final.get("rms")),
+            max_error=_number(final.get("max_error")),
+            n_params=final.get("n_params") if isinstance(final.get("n_params"), int) else _n_params(params),
+            seconds=seconds,
+            history=tuple(v for _, v in sorted(history.get(trial_id, []))),
+            reason=_failure_reason(output_dir) if t["status"] not in ("SUCCEEDED", "WAITING", "RUNNING") else None,
+            output_dir=output_dir,
+            sequence=t["sequence"],
+        ))
+    return sorted(records, key=lambda r: r.sequence)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _n_params(params: dict[str, Any]) -> int | None:
+    try:
+        return TrainConfig.from_dict(params).n_params
+    except ConfigError:
+        return None
+
+
+def _failure_reason(output_dir: Path | None) -> str:
+    """The trial's own account (failure.json), else the last line of its stderr."""
+    if output_dir is None:
+        return "no trial folder recorded"
+    failure = output_dir / "failure.json"
+    if failure.exists():
+        try:
+            return str(json.loads(failure.read_text()).get("reason"))
+        except (OSError, ValueError, AttributeError):
+            pass
+    stderr = output_dir / "trial.stderr"
+    try:
+        lines = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else "no reason recorded (killed or stopped?)"

@@ -1,0 +1,72 @@
+"""A search stage from start to finish: launch, follow, stop the manager, keep the results."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import FuncApproxError
+from .experiment import Launched, Progress, StagePlan, launch, mark, stop, wait
+from .figures import plot_best
+from .results import Experiment, load_experiment
+
+
+class Interrupted(FuncApproxError):
+    """The user stopped the search (Ctrl-C or SIGTERM); finished trials are kept."""
+
+
+@dataclass
+class StageOutcome:
+    launched: Launched
+    experiment: Experiment
+    status: str
+    best_plot: Path | None
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_stage(
+    plan: StagePlan,
+    *,
+    follow: bool = True,
+    keep_ui: bool = False,
+    on_launch: Callable[[Launched], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    poll: float = 2.0,
+) -> StageOutcome:
+    """Launch the stage; unless `follow` is off, wait for it, stop its manager and plot its best.
+
+    Ctrl-C or SIGTERM stops the experiment cleanly and raises Interrupted: the trials
+    that finished stay readable by `results` and `plot`.
+    """
+    launched = launch(plan)
+    if on_launch is not None:
+        on_launch(launched)
+    if not follow:
+        return StageOutcome(launched, load_experiment(plan.workdir, launched.id), "RUNNING", None)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        status = wait(launched, plan.workdir, on_progress, poll=poll, total=plan.max_trials)
+    except KeyboardInterrupt:
+        stop(launched.id, plan.workdir)
+        mark(plan.workdir, launched.id, status="INTERRUPTED")
+        raise Interrupted(
+            f"search interrupted; experiment {launched.id} stopped, its finished trials are kept "
+            f"(funcapprox results --experiment {launched.id})"
+        ) from None
+    except FuncApproxError:
+        stop(launched.id, plan.workdir)
+        mark(plan.workdir, launched.id, status="ERROR")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not keep_ui:
+        stop(launched.id, plan.workdir)
+    experiment = load_experiment(plan.workdir, launched.id)
+    mark(plan.workdir, launched.id, status=status, finished=True)
+    return StageOutcome(launched, experiment, status, plot_best(experiment))
+

@@ -1,0 +1,268 @@
+"""TrainConfig: every validation rule, aliases, hidden-size parsing, dict round trip, notation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from funcapprox.config import DEFAULT_EPOCHS, MAX_WIDTH, TrainConfig, field_names, parse_hidden
+from funcapprox.errors import ConfigError, FuncApproxError
+
+
+def test_defaults_are_valid_and_resolved():
+    config = TrainConfig()
+    assert config.func == "oscillator"
+    assert config.hidden == (16, 16, 16)
+    assert config.epochs == DEFAULT_EPOCHS["oscillator"] == 1000
+    assert (config.samples, config.batch, config.seed) == (1000, 100, 12)
+    assert config.output_act is False
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().lr = 0.1
+
+
+def test_config_error_is_a_funcapprox_error_and_a_value_error():
+    assert issubclass(ConfigError, FuncApproxError)
+    assert issubclass(ConfigError, ValueError)
+
+
+# --- names: unknown values, aliases, case ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("func", "cubic", "func must be one of square, oscillator, not 'cubic'"),
+        ("func", None, "func must be one of"),
+        ("act", "GELU", "act must be one of ReLU, LeakyReLU, Sigmoid, Tanh, Softplus, not 'GELU'"),
+        ("optimizer", "AdamW", "optimizer must be one of SGD, Adam, RMSprop, not 'AdamW'"),
+        ("loss", "L1Loss", "loss must be one of SmoothL1Loss, MSELoss, not 'L1Loss'"),
+    ],
+)
+def test_unknown_names_are_rejected(field, value, message):
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(")):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("name", ["quadratic", "Quadratic", "QUADRATIC", " quadratic "])
+def test_quadratic_is_an_alias_of_square(name):
+    assert TrainConfig(func=name).func == "square"
+
+
+@pytest.mark.parametrize(
+    "field, given, canonical",
+    [
+        ("func", "SQUARE", "square"),
+        ("func", "Oscillator", "oscillator"),
+        ("act", "relu", "ReLU"),
+        ("act", "LEAKYRELU", "LeakyReLU"),
+        ("act", " sigmoid ", "Sigmoid"),
+        ("act", "tanh", "Tanh"),
+        ("act", "softplus", "Softplus"),
+        ("optimizer", "sgd", "SGD"),
+        ("optimizer", "adam", "Adam"),
+        ("optimizer", "rmsPROP", "RMSprop"),
+        ("loss", "smoothl1loss", "SmoothL1Loss"),
+        ("loss", "mseloss", "MSELoss"),
+    ],
+)
+def test_names_are_case_insensitive_and_canonicalised(field, given, canonical):
+    assert getattr(TrainConfig(**{field: given}), field) == canonical
+
+
+# --- hidden sizes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hidden", ["64,0,0", "64", "64,0", "{64,0,0}", " 64 , 0 , 0 ", (64,), [64, 0, 0], (64, 0)])
+def test_one_hidden_layer_spellings_agree(hidden):
+    assert TrainConfig(hidden=hidden).hidden == (64,)
+    assert parse_hidden(hidden) == (64,)
+
+
+@pytest.mark.parametrize(
+    "hidden, expected",
+    [("16,16,16", (16, 16, 16)), ([8, 4, 0], (8, 4)), ("8,4", (8, 4)), ((4, 8, 16), (4, 8, 16)), ("1", (1,))],
+)
+def test_hidden_parsing(hidden, expected):
+    assert TrainConfig(hidden=hidden).hidden == expected
+
+
+@pytest.mark.parametrize("hidden", ["16,0,8", [16, 0, 8], (4, 0, 4)])
+def test_layer_after_a_zero_is_rejected(hidden):
+    with pytest.raises(ConfigError, match="a 0 ends the stack"):
+        TrainConfig(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", ["0", "0,0,0", [0, 16, 16]])
+def test_first_layer_needs_units(hidden):
+    with pytest.raises(ConfigError, match="first layer needs at least 1 unit"):
+        TrainConfig(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", ["-4", [-4], "16,-1", [MAX_WIDTH + 1]])
+def test_negative_or_huge_sizes_are_rejected(hidden):
+    with pytest.raises(ConfigError, match=f"hidden sizes must be whole numbers from 0 to {MAX_WIDTH}"):
+        TrainConfig(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", ["1.5", "16,a", "", "16,,16", "1e3"])
+def test_non_integer_strings_are_rejected(hidden):
+    with pytest.raises(ConfigError, match="comma-separated whole numbers"):
+        TrainConfig(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", [[1.5], [16.0, 16], [True], ["16"]])
+def test_non_integer_list_items_are_rejected(hidden):
+    with pytest.raises(ConfigError, match="hidden sizes must be whole numbers"):
+        TrainConfig(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", ["8,8,8,8", [8, 8, 8, 8], [], (16, 0, 0, 0)])
+def test_one_to_three_layers(hidden):
+    with pytest.raises(ConfigError, match="hidden takes 1 to 3 layer sizes"):
+        TrainConfig(hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", [16, None, {"a": 1}])
+def test_hidden_of_the_wrong_type_is_rejected(hidden):
+    with pytest.raises(ConfigError, match="hidden must be a list of layer sizes"):
+        TrainConfig(hidden=hidden)
+
+
+def test_max_width_is_allowed():
+    assert TrainConfig(hidden=[MAX_WIDTH]).hidden == (MAX_WIDTH,)
+
+
+# --- numbers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lr", [0, 0.0, -1, -0.01, math.nan, math.inf, -math.inf, "0.01", None, True])
+def test_bad_learning_rates_are_rejected(lr):
+    with pytest.raises(ConfigError, match="lr must be a number greater than 0"):
+        TrainConfig(lr=lr)
+
+
+def test_integer_learning_rate_becomes_float():
+    config = TrainConfig(lr=1)
+    assert config.lr == 1.0 and isinstance(config.lr, float)
+
+
+@pytest.mark.parametrize("epochs", [0, -5, 2.5, "10", True, 1_000_001])
+def test_bad_epochs_are_rejected(epochs):
+    with pytest.raises(ConfigError, match="epochs must be a whole number from 1 to"):
+        TrainConfig(epochs=epochs)
+
+
+@pytest.mark.parametrize("field", ["samples", "batch"])
+@pytest.mark.parametrize("value", [0, -1, 10.0])
+def test_bad_samples_and_batch_are_rejected(field, value):
+    with pytest.raises(ConfigError, match=f"{field} must be a whole number"):
+        TrainConfig(**{field: value})
+
+
+def test_batch_larger_than_samples_is_rejected():
+    with pytest.raises(ConfigError, match=r"^batch \(2000\) cannot be larger than samples per epoch \(1000\)$"):
+        TrainConfig(batch=2000)
+    assert TrainConfig(batch=1000).batch == 1000
+    assert TrainConfig(samples=50, batch=50).batch == 50
+
+
+@pytest.mark.parametrize("seed", [-1, 1.0, "12"])
+def test_bad_seeds_are_rejected(seed):
+    with pytest.raises(ConfigError, match="seed must be a whole number"):
+        TrainConfig(seed=seed)
+
+
+@pytest.mark.parametrize("output_act", [1, "yes", None])
+def test_output_act_must_be_a_bool(output_act):
+    with pytest.raises(ConfigError, match="output_act must be true or false"):
+        TrainConfig(output_act=output_act)
+
+
+@pytest.mark.parametrize("func, epochs", [("square", 250), ("quadratic", 250), ("oscillator", 1000)])
+def test_default_epochs_depend_on_the_function(func, epochs):
+    assert TrainConfig(func=func).epochs == epochs
+
+
+def test_explicit_epochs_win_over_the_default():
+    assert TrainConfig(func="square", epochs=7).epochs == 7
+    assert TrainConfig(func="oscillator", epochs=7).epochs == 7
+
+
+# --- from_dict / to_dict ---------------------------------------------------------------------------
+
+
+def test_from_dict_rejects_unknown_keys_naming_the_source():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"func": "square", "learning_rate": 0.01}, source="trial parameters")
+    message = str(info.value)
+    assert "unknown setting 'learning_rate' in trial parameters" in message
+    for name in field_names():
+        assert name in message  # lists what is known
+
+
+def test_from_dict_has_a_default_source():
+    with pytest.raises(ConfigError, match="unknown setting 'nope' in the configuration"):
+        TrainConfig.from_dict({"nope": 1})
+
+
+def test_from_dict_prefixes_invalid_values_with_the_source():
+    with pytest.raises(ConfigError, match=r"^runs/x/config\.json: lr must be a number greater than 0"):
+        TrainConfig.from_dict({"lr": -1}, source="runs/x/config.json")
+
+
+@pytest.mark.parametrize("data", [[1, 2], "func=square", None])
+def test_from_dict_needs_a_mapping(data):
+    with pytest.raises(ConfigError, match="params.json must be a JSON object of settings"):
+        TrainConfig.from_dict(data, source="params.json")
+
+
+def test_from_dict_accepts_the_study_spellings():
+    config = TrainConfig.from_dict({"func": "quadratic", "hidden": "64,0,0", "act": "leakyrelu"})
+    assert (config.func, config.hidden, config.act) == ("square", (64,), "LeakyReLU")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(),
+        TrainConfig(func="square", hidden="64,0,0", act="LeakyReLU", optimizer="RMSprop", lr=0.005,
+                    loss="SmoothL1Loss", epochs=3, samples=200, batch=50, seed=0, output_act=True),
+        TrainConfig(hidden=(8, 4)),
+    ],
+)
+def test_to_dict_from_dict_round_trip(config):
+    data = config.to_dict()
+    assert set(data) == set(field_names())
+    assert data["hidden"] == list(config.hidden)
+    assert json.loads(json.dumps(data, allow_nan=False)) == data  # plain JSON data
+    again = TrainConfig.from_dict(json.loads(json.dumps(data)))
+    assert again == config
+    assert again.to_dict() == data
+
+
+def test_replace_validates():
+    config = TrainConfig(func="square")
+    assert config.replace(hidden="32,0,0").hidden == (32,)
+    with pytest.raises(ConfigError):
+        config.replace(lr=0)
+
+
+# --- notation and size -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hidden, arch", [((64,), "{64,0,0}"), ("64,0,0", "{64,0,0}"), ((16, 16, 16), "{16,16,16}"), ((8, 4), "{8,4,0}")]
+)
+def test_arch_uses_the_study_notation(hidden, arch):
+    assert TrainConfig(hidden=hidden).arch == arch
+
+
+@pytest.mark.parametrize("hidden, n", [((64,), 193), ("64,0,0", 193), ((16, 16, 16), 593), ((8, 4), 57), ((9,), 28)])
+def test_n_params(hidden, n):
+    assert TrainConfig(hidden=hidden).n_params == n

@@ -1,0 +1,172 @@
+"""The trainer: determinism, the study's evaluation schedule and metric, divergence, and the quality figures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from funcapprox.config import TrainConfig
+from funcapprox.targets import grid, target
+from funcapprox.train import Evaluation, TrainResult, train
+
+
+def _bits(history: list[Evaluation]) -> list[tuple]:
+    """Every number of a history as its exact bit pattern (so 0.0 vs -0.0 or NaN payloads count too)."""
+    return [tuple(float(v).hex() for v in (e.epoch, e.metric, e.rms, e.max_error, e.max_error_x)) for e in history]
+
+
+def _without_time(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "seconds"}  # wall time is the one thing that may differ
+
+
+def test_same_config_gives_identical_numbers(tiny_config):
+    first, second = train(tiny_config), train(tiny_config)
+    assert _bits(first.history) == _bits(second.history)
+    assert first.history == second.history
+    assert _without_time(first.summary()) == _without_time(second.summary())
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("changes", [{"func": "oscillator"}, {"optimizer": "RMSprop", "act": "ReLU", "hidden": (8, 4)}])
+def test_determinism_holds_for_other_configs(tiny_config, changes):
+    config = tiny_config.replace(**changes)
+    assert _bits(train(config).history) == _bits(train(config).history)
+
+
+def test_different_seed_gives_different_numbers(tiny_config):
+    first, second = train(tiny_config), train(tiny_config.replace(seed=13))
+    assert [e.epoch for e in first.history] == [e.epoch for e in second.history]
+    assert all(a.rms != b.rms for a, b in zip(first.history, second.history))
+    assert first.metric != second.metric
+    assert not torch.equal(first.model.layers[0].weight, second.model.layers[0].weight)
+
+
+@pytest.mark.parametrize("epochs, expected", [(12, [5, 10, 12]), (20, [5, 10, 15, 20]), (3, [3]), (5, [5])])
+def test_evaluations_every_five_epochs_and_at_the_end(tiny_config, epochs, expected):
+    result = train(tiny_config.replace(epochs=epochs))
+    assert [e.epoch for e in result.history] == expected
+    assert result.steps == epochs * 10  # 1000 samples in batches of 100
+
+
+def test_steps_count_a_short_last_batch(tiny_config):
+    result = train(tiny_config.replace(samples=250, batch=100, epochs=5))
+    assert result.steps == 5 * 3
+
+
+def test_on_eval_sees_every_evaluation_in_order(tiny_config):
+    seen: list[Evaluation] = []
+    result = train(tiny_config, on_eval=seen.append)
+    assert seen == result.history
+
+
+def test_metric_is_the_minimum_of_the_last_five_evaluations(tiny_config):
+    result = train(tiny_config.replace(epochs=40))
+    metrics = [e.metric for e in result.history]
+    assert len(metrics) == 8
+    assert result.metric == min(metrics[-5:])
+    assert result.summary()["metric"] == result.metric
+
+
+def test_metric_uses_fewer_evaluations_when_there_are_fewer(tiny_config):
+    result = train(tiny_config.replace(epochs=10))
+    assert result.metric == min(e.metric for e in result.history)
+
+
+def test_metric_of_a_hand_made_history(tiny_config):
+    history = [Evaluation(5 * (i + 1), m, 10**-m, 0.1, 0.5) for i, m in enumerate([1.0, 3.0, 2.5, 2.0, 2.8, 2.9, 3.1])]
+    result = TrainResult(tiny_config, model=None, history=history)
+    assert result.metric == 2.0  # min of the last five: 2.5, 2.0, 2.8, 2.9, 3.1; the early 1.0 is ignored
+    assert TrainResult(tiny_config, model=None).metric is None
+
+
+def test_evaluation_measures_the_study_metric(tiny_config):
+    """Recompute the last evaluation from the trained module itself, independently of the trainer."""
+    result = train(tiny_config)
+    last = result.last
+    f = target(tiny_config.func)
+    with torch.no_grad():
+        coarse = grid(101)  # x = 0, 0.01, …, 1.0
+        rms = (result.model(coarse) - f(coarse)).square().mean().sqrt().item()
+        fine = grid(1001)
+        errors = (result.model(fine) - f(fine)).abs().squeeze(1)
+    assert last.rms == pytest.approx(rms, rel=1e-4)
+    assert last.metric == pytest.approx(-math.log10(last.rms), rel=1e-12)
+    assert last.max_error == pytest.approx(errors.max().item(), rel=1e-4)
+    assert last.max_error_x == pytest.approx(fine[int(errors.argmax())].item(), abs=1e-3)
+
+
+def test_summary_is_plain_json(tiny_config):
+    result = train(tiny_config)
+    summary = result.summary()
+    assert result.ok and result.diverged is None
+    assert summary["status"] == "ok" and summary["reason"] is None
+    assert summary["n_params"] == tiny_config.n_params
+    assert summary["epochs"] == 12 and summary["steps"] == 120
+    assert summary["rms"] == result.last.rms and summary["max_error"] == result.last.max_error
+    json.dumps(summary, allow_nan=False)
+
+
+# --- divergence ------------------------------------------------------------------------------------
+
+
+def test_divergence_is_reported_and_stops_training(diverging_config):
+    seen: list[Evaluation] = []
+    result = train(diverging_config, on_eval=seen.append)
+    assert not result.ok
+    assert "diverged at epoch 5" in result.diverged
+    assert "NaN or infinite" in result.diverged
+    assert "smaller learning rate" in result.diverged
+    # Stopped at the first evaluation, not after 50 epochs.
+    assert [e.epoch for e in result.history] == [5]
+    assert seen == result.history
+    assert result.steps == 5 * 10
+    assert not math.isfinite(result.history[-1].rms)
+
+
+def test_diverged_summary_has_no_nan(diverging_config):
+    summary = train(diverging_config).summary()
+    assert summary["status"] == "diverged"
+    assert "diverged" in summary["reason"]
+    assert summary["epochs"] == 5
+    assert summary["metric"] is None and summary["rms"] is None and summary["max_error"] is None
+    json.dumps(summary, allow_nan=False)  # raises on NaN or inf
+
+
+def test_diverged_summary_keeps_the_finite_evaluations(tiny_config):
+    """Divergence after some good evaluations: the metric comes from the finite ones, still no NaN."""
+    nan = math.nan
+    history = [Evaluation(5, 1.5, 10**-1.5, 0.1, 1.0), Evaluation(10, 1.7, 10**-1.7, 0.08, 1.0),
+               Evaluation(15, nan, nan, nan, 0.0)]
+    result = TrainResult(tiny_config, model=None, history=history, diverged="training diverged at epoch 15")
+    summary = result.summary()
+    assert summary["status"] == "diverged"
+    assert summary["metric"] == 1.5
+    assert summary["rms"] is None and summary["max_error"] is None and summary["max_error_x"] is None
+    json.dumps(summary, allow_nan=False)
+
+
+# --- quality: the study's figures, trained for real at the default seed --------------------------------
+
+
+@pytest.mark.slow
+def test_square_reaches_the_study_max_error():
+    config = TrainConfig(func="square", hidden=(16, 16, 16), act="Sigmoid", optimizer="Adam", lr=0.01,
+                         loss="MSELoss", epochs=250)
+    result = train(config)
+    assert result.ok
+    assert result.last.max_error <= 0.02
+    assert result.metric >= 2.0  # the study's "good"
+
+
+@pytest.mark.slow
+def test_oscillator_reaches_the_study_max_error_with_193_parameters():
+    config = TrainConfig(func="oscillator", hidden="64,0,0", act="LeakyReLU", optimizer="Adam", lr=0.005,
+                         loss="SmoothL1Loss", epochs=1000)
+    result = train(config)
+    assert result.ok
+    assert config.n_params == 193
+    assert result.last.max_error <= 0.006
