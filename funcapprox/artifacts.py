@@ -7,6 +7,7 @@ leaves a half-written file for a later command to choke on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict
@@ -23,9 +24,22 @@ WEIGHTS_FILE = "model.pt"
 FIT_PLOT_FILE = "fit.png"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temporary file next to `path` with the permissions a plain open() would give it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files
+    return fd, tmp
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data.encode() if isinstance(data, str) else data)
@@ -35,8 +49,19 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
+def finite(data: Any) -> Any:
+    """`data` with NaN and infinities as None: strict JSON has no words for them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    atomic_write(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -71,7 +96,7 @@ def save_run(folder: Path, result) -> None:
     write_json(folder / HISTORY_FILE, [asdict(e) for e in result.history])
     write_json(folder / METRICS_FILE, result.summary())
     if result.ok:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".tmp")
+        fd, tmp = _temp_beside(folder / WEIGHTS_FILE)
         os.close(fd)
         torch.save(result.model.state_dict(), tmp)
         os.replace(tmp, folder / WEIGHTS_FILE)

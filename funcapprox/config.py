@@ -133,6 +133,7 @@ class TrainConfig:
         return data
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes`; epochs stay as resolved, even when func changes."""
         return dataclasses.replace(self, **changes)
 
     @property

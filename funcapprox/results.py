@@ -24,6 +24,7 @@ from .space import params_to_settings
 
 META_DIR = "funcapprox"  # our files inside NNI's experiment folder
 META_FILE = "run.json"
+RECEIVED_FILE = "parameters.json"  # written by funcapprox.trial
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
@@ -171,7 +172,7 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
                 "SELECT timestamp, trialJobId, event, data, logPath, sequenceId FROM TrialJobEvent ORDER BY timestamp"
             ).fetchall()
             metrics = connection.execute(
-                "SELECT trialJobId, type, sequence, data FROM MetricData ORDER BY timestamp"
+                "SELECT trialJobId, type, sequence, data, parameterId FROM MetricData ORDER BY timestamp"
             ).fetchall()
             profile = connection.execute(
                 "SELECT startTime, endTime FROM ExperimentProfile ORDER BY revision DESC LIMIT 1"
@@ -183,7 +184,7 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
     if profile:
         record.start = profile[0] / 1000 if profile[0] else None
         record.end = profile[1] / 1000 if profile[1] else None
-    record.trials = _trials(events, metrics, meta.get("fixed", {}))
+    record.trials = _trials(events, metrics, meta.get("fixed", {}), folder)
     return record
 
 
@@ -193,8 +194,20 @@ def _decode_metric(data: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _trials(events: list, metrics: list, fixed: dict[str, Any]) -> list[TrialRecord]:
+def _trial_folder(folder: Path, log_path: str | None) -> Path | None:
+    """The trial's folder inside this experiment's folder: NNI records absolute paths,
+    which break when a work folder is moved or copied."""
+    if not log_path:
+        return None
+    parts = Path(log_path).parts
+    if "environments" not in parts:
+        return Path(log_path)
+    return folder.joinpath(*parts[parts.index("environments"):])
+
+
+def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) -> list[TrialRecord]:
     info: dict[str, dict[str, Any]] = {}
+    by_parameter_id: dict[str, Any] = {}
     for timestamp, trial_id, event, data, log_path, sequence in events:
         t = info.setdefault(trial_id, {"status": event, "params": {}, "sequence": sequence or 0})
         t["status"] = event
@@ -202,7 +215,9 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any]) -> list[TrialRec
             t["log_path"] = log_path
         if data:
             try:
-                t["params"] = json.loads(data).get("parameters", {}) or {}
+                record = json.loads(data)
+                t["params"] = record.get("parameters", {}) or {}
+                by_parameter_id[str(record.get("parameter_id"))] = t["params"]
             except (ValueError, AttributeError):
                 pass
         if event in ("WAITING", "RUNNING") and "started" not in t:
@@ -211,7 +226,9 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any]) -> list[TrialRec
             t["ended"] = timestamp
     finals: dict[str, Any] = {}
     history: dict[str, list[tuple[int, float]]] = {}
-    for trial_id, kind, sequence, data in metrics:
+    reported_parameter: dict[str, str] = {}
+    for trial_id, kind, sequence, data, parameter_id in metrics:
+        reported_parameter[trial_id] = str(parameter_id)
         try:
             value = _decode_metric(data)
         except ValueError:
@@ -224,7 +241,8 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any]) -> list[TrialRec
     for trial_id, t in info.items():
         final = finals.get(trial_id)
         final = final if isinstance(final, dict) else {"default": final}
-        output_dir = Path(t["log_path"]) if t.get("log_path") else None
+        output_dir = _trial_folder(folder, t.get("log_path"))
+        t["params"] = _received(output_dir) or by_parameter_id.get(reported_parameter.get(trial_id), t["params"])
         seconds = (t["ended"] - t["started"]) / 1000 if "ended" in t and "started" in t else None
         try:
             params = TrainConfig.from_dict({**fixed, **params_to_settings(t["params"])}).to_dict()
@@ -246,6 +264,22 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any]) -> list[TrialRec
             sequence=t["sequence"],
         ))
     return sorted(records, key=lambda r: r.sequence)
+
+
+def _received(output_dir: Path | None) -> dict[str, Any] | None:
+    """The parameters the trial really received, as it recorded them.
+
+    NNI 3.0's store can pair a trial with another's parameters when trials start
+    together (the first to ask gets the next parameter set); the trial's own record
+    and the parameter_id on its metrics are right.
+    """
+    if output_dir is None:
+        return None
+    try:
+        params = json.loads((output_dir / RECEIVED_FILE).read_text()).get("parameters")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return params if isinstance(params, dict) else None
 
 
 def _number(value: Any) -> float | None:

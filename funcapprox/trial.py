@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .errors import ConfigError
+from .results import RECEIVED_FILE
 from .space import params_to_settings
 
 CHANNEL_VARIABLE = "NNI_TRIAL_COMMAND_CHANNEL"
@@ -137,6 +138,10 @@ def run(fixed: dict[str, Any], channel, output_dir: Path) -> int:
 
     started = time.perf_counter()
     params = channel.parameters()
+    # NNI 3.0 can record another trial's parameters for this one when trials start together;
+    # this file says what this trial really received (funcapprox results reads it).
+    write_json(output_dir / RECEIVED_FILE, {"parameter_id": getattr(channel, "parameter_id", None),
+                                            "parameters": params})
     try:
         config = resolve(fixed, params)
     except ConfigError as exc:

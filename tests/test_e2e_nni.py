@@ -1,0 +1,129 @@
+"""End to end with the real thing: `funcapprox search` starts NNI 3.0 through `nnictl`,
+trials run as NNI's processes, and results/plot read the store after the manager stopped.
+
+Budgets are tiny (a few trials of 10 epochs). Every experiment a test starts is
+stopped afterwards, on failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from funcapprox.experiment import manager_status
+from funcapprox.results import experiment_ids, load_experiment, read_meta
+
+pytestmark = pytest.mark.nni
+
+SMALL_NONARCH = {
+    "act_func": {"_type": "choice", "_value": ["LeakyReLU", "Tanh"]},
+    "learning_rate": {"_type": "quniform", "_value": [0.005, 0.01, 0.01]},
+}
+SMALL_ARCH_FLAT = {  # the study's flat form: the invalid {n1,0,n3} must never be scheduled
+    "hidden_size_1": {"_type": "choice", "_value": [8, 16]},
+    "hidden_size_2": {"_type": "choice", "_value": [0, 4]},
+    "hidden_size_3": {"_type": "choice", "_value": [0, 4]},
+}
+
+
+def funcapprox(*args: str, workdir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
+    return subprocess.run([sys.executable, "-m", "funcapprox", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=workdir.parent)
+
+
+def nni_processes(workdir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    folder = tmp_path / "experiments"
+    yield folder
+    from funcapprox.experiment import stop
+
+    for exp_id in experiment_ids(folder):
+        stop(exp_id, folder)
+    assert not nni_processes(folder), "an NNI manager outlived the test"
+
+
+def write_space(path: Path, space: dict) -> Path:
+    path.write_text(json.dumps(space))
+    return path
+
+
+def test_two_stages_hand_off_and_results_after_the_manager_stopped(workdir, tmp_path):
+    nonarch = write_space(tmp_path / "nonarch.json", SMALL_NONARCH)
+    run = funcapprox("search", "--stage", "nonarch", "--func", "oscillator", "--space", str(nonarch),
+                     "--epochs", "10", workdir=workdir)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "finished" in run.stdout and "best trial" in run.stdout
+    (stage1_id,) = experiment_ids(workdir)
+    stage1 = load_experiment(workdir, stage1_id)
+    # quniform [0.005, 0.01, 0.01] → 0.005 and 0.01 under GridSearch: 2 × 2 trials, all run once.
+    assert len(stage1.trials) == 4 and len(stage1.succeeded()) == 4
+    assert sorted((t.params["act"], t.params["lr"]) for t in stage1.trials) == [
+        ("LeakyReLU", 0.005), ("LeakyReLU", 0.01), ("Tanh", 0.005), ("Tanh", 0.01)]
+    assert all(t.params["hidden"] == [16, 16, 16] and len(t.history) == 2 for t in stage1.trials)
+    assert manager_status(read_meta(workdir / stage1_id)["port"]) is None, "the manager was left running"
+
+    arch = write_space(tmp_path / "arch.json", SMALL_ARCH_FLAT)
+    run = funcapprox("search", "--stage", "arch", "--func", "oscillator", "--space", str(arch),
+                     "--epochs", "10", workdir=workdir)
+    assert run.returncode == 0, run.stderr + run.stdout
+    best1 = stage1.best()
+    assert f"best trial of {stage1_id}" in run.stdout  # the hand-off is printed
+    stage2_id = experiment_ids(workdir)[-1]
+    stage2 = load_experiment(workdir, stage2_id)
+    nets = sorted(tuple(t.params["hidden"]) for t in stage2.trials)
+    # 2 one-layer, 2 two-layer, 2 three-layer networks; never {n1,0,4}, never a duplicate.
+    assert nets == [(8,), (8, 4), (8, 4, 4), (16,), (16, 4), (16, 4, 4)]
+    assert all(t.params["act"] == best1.params["act"] and t.params["lr"] == best1.params["lr"]
+               for t in stage2.trials)
+
+    results = funcapprox("results", "--experiment", stage2_id, "--format", "json", workdir=workdir)
+    assert results.returncode == 0, results.stderr
+    rows = json.loads(results.stdout)
+    assert len(rows) == 6 and rows[0]["metric"] >= rows[-1]["metric"]
+    assert {r["trial_id"] for r in rows} == {t.trial_id for t in stage2.trials}
+
+    out = tmp_path / "best.png"
+    plot = funcapprox("plot", "--trial", "best", "--out", str(out), workdir=workdir)
+    assert plot.returncode == 0, plot.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "best-history.png").exists()
+
+    listing = funcapprox("experiments", workdir=workdir)
+    assert stage1_id in listing.stdout and stage2_id in listing.stdout
+
+
+def test_stage_all_with_a_trial_budget(workdir):
+    run = funcapprox("search", "--stage", "all", "--func", "square", "--max-trials", "2", "--epochs", "5",
+                     workdir=workdir)
+    assert run.returncode == 0, run.stderr + run.stdout
+    ids = experiment_ids(workdir)
+    assert [read_meta(workdir / i)["stage"] for i in ids] == ["nonarch", "arch"]
+    assert read_meta(workdir / ids[1])["from_experiment"] == ids[0]
+    for exp_id in ids:
+        assert len(load_experiment(workdir, exp_id).succeeded()) == 2
+        assert (workdir / exp_id / "funcapprox" / "best.png").exists()
+
+
+def test_busy_port_is_a_clear_error(workdir):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = funcapprox("search", "--stage", "nonarch", "--func", "square", "--max-trials", "1", "--epochs", "5",
+                         "--port", str(port), workdir=workdir)
+    assert run.returncode == 1
+    assert f"port {port} is in use" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,183 @@
+"""The NNI experiment configuration: checked by NNI 3.0's own ExperimentConfig and tuner classes, and the
+trial command checked by parsing it back the way the shell and the trial do."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import pytest
+import yaml
+
+from funcapprox.config import TrainConfig
+from funcapprox.errors import ConfigError
+from funcapprox.nniconfig import (
+    TUNERS,
+    experiment_config,
+    parse_duration,
+    to_yaml,
+    trial_command,
+    validate_with_nni,
+)
+from funcapprox.space import default_space_path, load_space, params_to_settings
+from funcapprox.trial import parse_fixed, resolve
+
+
+def _config(tmp_path, **kwargs):
+    code_dir = tmp_path / "code"
+    code_dir.mkdir(exist_ok=True)
+    args = dict(name="funcapprox square nonarch", search_space_file=default_space_path("nonarch"),
+                command=trial_command({"func": "square"}), code_dir=code_dir, workdir=tmp_path / "exp")
+    return experiment_config(**{**args, **kwargs})
+
+
+def _set_pairs(command: str) -> list[str]:
+    """The values of the --set options, split the way a POSIX shell splits NNI's trialCommand."""
+    argv = shlex.split(command)
+    assert argv[1:3] == ["-m", "funcapprox.trial"]
+    pairs = argv[3:]
+    assert pairs[::2] == ["--set"] * (len(pairs) // 2)
+    return pairs[1::2]
+
+
+@pytest.mark.parametrize("tuner", list(TUNERS))
+@pytest.mark.parametrize("stage", ["nonarch", "arch"])
+def test_every_tuner_config_validates_with_nni(tmp_path, tuner, stage):
+    config = _config(tmp_path, tuner=tuner, search_space_file=default_space_path(stage), max_trials=5,
+                     max_duration="10m", max_trial_duration="90s")
+    validate_with_nni(config)
+    validate_with_nni(yaml.safe_load(to_yaml(config)))  # what dry_run and nnictl read back
+
+
+@pytest.mark.parametrize("tuner", [t for t in TUNERS if t != "GridSearch"])
+def test_non_grid_tuners_maximize(tmp_path, tuner):
+    config = _config(tmp_path, tuner=tuner)
+    assert config["tuner"]["name"] == tuner
+    assert config["tuner"]["classArgs"]["optimize_mode"] == "maximize"
+
+
+def test_grid_search_takes_no_class_args(tmp_path):
+    assert _config(tmp_path)["tuner"] == {"name": "GridSearch"}
+
+
+@pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")  # hyperopt, imported by Anneal
+@pytest.mark.parametrize("tuner", list(TUNERS))
+def test_nni_builds_each_tuner_from_its_class_args(tuner):
+    """ExperimentConfig does not check classArgs; the dispatcher builds the tuner with them. Do that here."""
+    from nni.tools.package_utils.tuner_factory import create_builtin_class_instance
+
+    instance = create_builtin_class_instance(tuner, dict(TUNERS[tuner]), "tuners")
+    mode = getattr(instance, "optimize_mode", None)
+    if mode is not None:
+        assert mode.value == "maximize"
+    instance.update_search_space(load_space(default_space_path("arch")))
+    params = instance.generate_parameters(0)
+    TrainConfig.from_dict({"func": "square", **params_to_settings(params)})
+
+
+def test_config_keys_and_limits(tmp_path):
+    config = _config(tmp_path, concurrency=3, max_trials=180, max_duration="2h", max_trial_duration="5m")
+    assert config["trialConcurrency"] == 3
+    assert config["maxTrialNumber"] == 180
+    assert config["maxExperimentDuration"] == "2h"
+    assert config["maxTrialDuration"] == "5m"
+    assert config["trainingService"] == {"platform": "local", "useActiveGpu": False}
+    assert config["experimentWorkingDirectory"] == str(tmp_path / "exp")
+    assert config["searchSpaceFile"] == str(default_space_path("nonarch"))
+    assert "maxTrialNumber" not in _config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"tuner": "SMAC"}, "--tuner must be one of GridSearch, TPE, Random, Anneal, Evolution, not 'SMAC'"),
+        ({"concurrency": 0}, "--concurrency must be at least 1, not 0"),
+        ({"max_trials": 0}, "--max-trials must be at least 1, not 0"),
+        ({"max_duration": "10"}, "--max-duration takes a number and a unit"),
+        ({"max_trial_duration": "-1m"}, "--max-trial-duration takes a positive number"),
+    ],
+)
+def test_config_errors(tmp_path, kwargs, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        _config(tmp_path, **kwargs)
+
+
+def test_validate_with_nni_turns_nni_errors_into_config_errors(tmp_path):
+    config = _config(tmp_path, search_space_file=tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="NNI rejects the generated config"):
+        validate_with_nni(config)
+
+
+# --- the trial command ------------------------------------------------------------------------
+
+
+def test_trial_command_defaults_to_this_python():
+    assert shlex.split(trial_command({"func": "square"}))[0] == sys.executable
+
+
+def test_trial_command_is_shell_quoted():
+    command = trial_command({"func": "square", "act": "Tanh"}, python="/opt/my venv/bin/python3")
+    assert command.startswith("'/opt/my venv/bin/python3' -m funcapprox.trial ")
+    assert shlex.split(command)[0] == "/opt/my venv/bin/python3"
+    assert "--set func=square --set act=Tanh" in command  # readable: nothing quoted that needs no quotes
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(func="square"),
+        TrainConfig(func="oscillator", hidden=(64, 8), act="LeakyReLU", optimizer="RMSprop", lr=0.005,
+                    loss="SmoothL1Loss", epochs=7, samples=500, batch=50, seed=3, output_act=True),
+        TrainConfig(func="square", lr=1e6, optimizer="SGD"),
+        TrainConfig(func="square", lr=1e-05),
+    ],
+    ids=["defaults", "everything-set", "huge-lr", "tiny-lr"],
+)
+def test_trial_command_round_trips_to_the_same_settings(config):
+    fixed = config.to_dict()
+    command = trial_command(fixed, python="/usr/bin/python3")
+    assert resolve(parse_fixed(_set_pairs(command)), {}) == config
+
+
+def test_trial_command_round_trips_a_stage_s_fixed_settings_without_the_searched_ones():
+    fixed = {k: v for k, v in TrainConfig(func="square").to_dict().items() if k not in ("act", "lr")}
+    parsed = parse_fixed(_set_pairs(trial_command(fixed)))
+    assert set(parsed) == set(fixed)
+    assert resolve(parsed, {"act_func": "Tanh", "learning_rate": 0.03}) == TrainConfig(
+        func="square", act="Tanh", lr=0.03)
+
+
+@pytest.mark.xfail(reason="BUG: a fixed single hidden layer is written as `--set hidden=64`; the trial's "
+                          "parse_fixed reads 64 as a JSON number and TrainConfig rejects hidden=64, so every trial "
+                          "of e.g. `search --stage nonarch --set hidden=64,0,0` fails", strict=True)
+def test_trial_command_round_trips_a_single_hidden_layer():
+    config = TrainConfig(func="square", hidden=(64,))
+    command = trial_command(config.to_dict(), python="/usr/bin/python3")
+    assert resolve(parse_fixed(_set_pairs(command)), {}) == config
+
+
+# --- durations --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["10m", "90s", "2h", "1d", "1.5h", " 30m "])
+def test_parse_duration_accepts(text):
+    assert parse_duration(text, "--max-duration") == text.strip()
+
+
+def test_parse_duration_of_none_is_none():
+    assert parse_duration(None, "--max-duration") is None
+
+
+@pytest.mark.parametrize("text", ["10", "m", "-5m", "abc", "0m", "", "10 min", "5x"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ConfigError, match="--max-duration takes") as info:
+        parse_duration(text, "--max-duration")
+    assert repr(text) in str(info.value)
+
+
+@pytest.mark.xfail(reason="BUG: parse_duration accepts 'infm' and 'nanm' (float() parses them and the check "
+                          "`<= 0` lets inf and nan through); NNI's parse_time then fails on them", strict=True)
+@pytest.mark.parametrize("text", ["infm", "nanm"])
+def test_parse_duration_rejects_inf_and_nan(text):
+    with pytest.raises(ConfigError):
+        parse_duration(text, "--max-duration")

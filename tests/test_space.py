@@ -1,0 +1,301 @@
+"""Search spaces: the shipped files, what NNI's own GridSearch schedules from them, loading errors,
+and the mapping between NNI parameters and configuration settings."""
+
+from __future__ import annotations
+
+import json
+from itertools import product
+
+import pytest
+from conftest_search import grid_schedule
+
+from funcapprox.config import TrainConfig, parse_hidden
+from funcapprox.errors import ConfigError
+from funcapprox.space import (
+    SPACES_DIR,
+    all_architectures,
+    arch_space,
+    default_space_path,
+    grid_size,
+    load_space,
+    normalize_space,
+    params_to_settings,
+    settings_to_params,
+)
+
+STUDY_LR = {0.005, 0.01, 0.02, 0.03, 0.04, 0.05}  # the quniform [0.005, 0.05, 0.01] grid under NNI 3.0
+
+
+@pytest.fixture(scope="module")
+def nonarch():
+    return load_space(default_space_path("nonarch"))
+
+
+@pytest.fixture(scope="module")
+def arch():
+    return load_space(default_space_path("arch"))
+
+
+@pytest.fixture(scope="module")
+def study_flat():
+    return load_space(SPACES_DIR / "arch_study_flat.json")
+
+
+@pytest.fixture(scope="module")
+def nonarch_schedule(nonarch):
+    return grid_schedule(nonarch)
+
+
+@pytest.fixture(scope="module")
+def arch_schedule(arch):
+    return grid_schedule(arch)
+
+
+# --- the shipped spaces ----------------------------------------------------------------------
+
+
+def test_shipped_grid_sizes(nonarch, arch, study_flat):
+    assert grid_size(nonarch) == 180
+    assert grid_size(arch) == 126
+    assert grid_size(study_flat) == 150  # the study's count: 24 of them invalid networks
+
+
+def test_arch_space_holds_126_distinct_valid_networks(arch):
+    nets = all_architectures(arch)
+    assert len(nets) == 126
+    assert len(set(nets)) == 126
+    for net in nets:
+        assert 1 <= len(net) <= 3 and all(size > 0 for size in net), net  # never {n1,0,n3>0}, never a 0 inside
+        assert parse_hidden(list(net)) == net
+
+
+def test_arch_space_is_exactly_the_valid_networks_of_the_study(arch):
+    # Brute force over the study's 6 x 5 x 5 grid: drop {n1,0,n3>0}, strip zeros, keep each network once.
+    valid = set()
+    for n1, n2, n3 in product([4, 8, 16, 32, 64, 128], [0, 4, 8, 16, 32], [0, 4, 8, 16, 32]):
+        if n2 == 0 and n3 > 0:
+            continue
+        valid.add(tuple(s for s in (n1, n2, n3) if s))
+    assert set(all_architectures(arch)) == valid
+
+
+def test_normalize_space_of_the_study_flat_space_gives_the_same_networks_in_order(arch, study_flat):
+    normalized = normalize_space(study_flat)
+    assert all_architectures(normalized) == all_architectures(arch)
+    assert normalized == arch
+    assert grid_size(normalized) == 126
+
+
+def test_normalize_space_keeps_other_parameters_and_leaves_non_arch_spaces_alone(nonarch):
+    assert normalize_space(nonarch) is nonarch
+    mixed = {"hidden_size_1": {"_type": "choice", "_value": [8, 16]},
+             "hidden_size_2": {"_type": "choice", "_value": [0, 4]},
+             "act_func": {"_type": "choice", "_value": ["Tanh"]}}
+    normalized = normalize_space(mixed)
+    assert normalized["act_func"] == mixed["act_func"]
+    assert all_architectures(normalized) == [(8,), (16,), (8, 4), (16, 4)]
+
+
+def test_normalize_space_rejects_a_gap_in_the_hidden_sizes():
+    with pytest.raises(ConfigError, match="hidden_size_1, then _2"):
+        normalize_space({"hidden_size_2": {"_type": "choice", "_value": [4]}})
+
+
+def test_arch_space_ignores_zeros_and_drops_a_depth_with_no_sizes():
+    assert all_architectures(arch_space([[8, 16], [0], [0, 4]])) == [(8,), (16,)]
+
+
+# --- what NNI 3.0's GridSearch schedules from them --------------------------------------------
+
+
+def test_grid_search_schedules_180_nonarch_parameter_sets(nonarch_schedule):
+    assert len(nonarch_schedule) == 180
+    keys = {tuple(sorted(p.items())) for p in nonarch_schedule}
+    assert len(keys) == 180
+    assert {round(p["learning_rate"], 10) for p in nonarch_schedule} == STUDY_LR
+    for params in nonarch_schedule:
+        config = TrainConfig.from_dict({"func": "square", **params_to_settings(params)})
+        assert config.hidden == (16, 16, 16)
+
+
+def test_grid_search_schedules_126_arch_parameter_sets_all_valid(arch, arch_schedule):
+    assert len(arch_schedule) == 126
+    hidden = []
+    for params in arch_schedule:
+        settings = params_to_settings(params)
+        assert set(settings) == {"hidden"}
+        hidden.append(TrainConfig.from_dict({"func": "square", **settings}).hidden)
+    assert len(set(hidden)) == 126
+    assert set(hidden) == set(all_architectures(arch))
+
+
+def test_grid_size_matches_grid_search_on_the_flat_study_space(study_flat):
+    assert len(grid_schedule(study_flat)) == grid_size(study_flat) == 150
+
+
+# --- load_space errors name the file and the key ----------------------------------------------
+
+
+def _write(tmp_path, content, name="space.json"):
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"search space .*nope\.json does not exist"):
+        load_space(tmp_path / "nope.json")
+
+
+def test_malformed_json_names_the_file_and_line(tmp_path):
+    path = _write(tmp_path, '{\n  "act_func": {"_type": "choice",\n}')
+    with pytest.raises(ConfigError) as info:
+        load_space(path)
+    assert str(path) in str(info.value)
+    assert "not valid JSON" in str(info.value) and "line 3" in str(info.value)
+
+
+@pytest.mark.parametrize("content", [[1, 2], '"just text"', {}])
+def test_not_an_object(tmp_path, content):
+    path = _write(tmp_path, content)
+    with pytest.raises(ConfigError, match="must be a non-empty JSON object") as info:
+        load_space(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "space, key, words",
+    [
+        ({"dropout": {"_type": "choice", "_value": [0.1]}}, "dropout", "unknown parameter"),
+        ({"act_func": {"_type": "pick", "_value": ["Tanh"]}}, "act_func", "unknown _type 'pick'"),
+        ({"act_func": {"_type": "choice", "_value": []}}, "act_func", "non-empty _value"),
+        ({"learning_rate": {"_type": "uniform", "_value": 0.1}}, "learning_rate", "non-empty _value"),
+        ({"learning_rate": {"_type": "uniform", "_value": ["a", "b"]}}, "learning_rate", "must be numbers"),
+        ({"loss": {"_type": "choice"}}, "loss", '"_type"'),
+        ({"loss": ["MSELoss"]}, "loss", '"_type"'),
+        ({"arch": {"_type": "choice", "_value": [{"hidden_size_1": {"_type": "choice", "_value": [4]}}]}},
+         "arch", "_name"),
+        ({"arch": {"_type": "choice", "_value": [{"_name": "a", "act_func": {"_type": "choice", "_value": ["Tanh"]}}]}},
+         "act_func", "only hidden sizes"),
+        ({"arch": {"_type": "uniform", "_value": [1, 2]}}, "arch", "nested choice"),
+        ({"arch": {"_type": "choice", "_value": [{"_name": "a", "hidden_size_1": {"_type": "choice", "_value": []}}]}},
+         "hidden_size_1", "non-empty _value"),
+    ],
+)
+def test_load_space_errors_name_the_file_and_the_key(tmp_path, space, key, words):
+    path = _write(tmp_path, space)
+    with pytest.raises(ConfigError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert str(path) in message and repr(key) in message and words in message, message
+
+
+def test_nested_choice_outside_arch_is_rejected(tmp_path):
+    space = {"act_func": {"_type": "choice", "_value": [{"_name": "x", "learning_rate": 0.1}]}}
+    path = _write(tmp_path, space)
+    with pytest.raises(ConfigError, match="nested choice is only supported under 'arch'") as info:
+        load_space(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.xfail(reason="BUG: the nested-choice error names 'arch' and the file, never the offending key "
+                          "(act_func), although load_space promises every error names the key", strict=True)
+def test_nested_choice_outside_arch_names_the_key(tmp_path):
+    space = {"act_func": {"_type": "choice", "_value": [{"_name": "x", "learning_rate": 0.1}]}}
+    with pytest.raises(ConfigError, match="'act_func'"):
+        load_space(_write(tmp_path, space))
+
+
+@pytest.mark.xfail(reason="BUG: load_space accepts quniform/qloguniform/randint with too few values or q = 0; "
+                          "grid_size then crashes with ValueError/IndexError/ZeroDivisionError", strict=True)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"_type": "quniform", "_value": [0.005, 0.05]},
+        {"_type": "quniform", "_value": [0.005, 0.05, 0]},
+        {"_type": "randint", "_value": [1]},
+    ],
+    ids=["quniform-two-values", "quniform-q-zero", "randint-one-value"],
+)
+def test_load_space_rejects_numeric_specs_nni_cannot_use(tmp_path, spec):
+    path = _write(tmp_path, {"learning_rate": spec})
+    try:
+        load_space(path)
+    except ConfigError as exc:
+        assert str(path) in str(exc) and "'learning_rate'" in str(exc)
+        return
+    grid_size(load_space(path))  # what plan_stage does next: must not crash with a Python error
+    pytest.fail("load_space accepted a spec NNI cannot enumerate")
+
+
+@pytest.mark.xfail(reason="BUG: an 'arch' nested choice with an empty _value list loads; grid_size is 0 and the "
+                          "search later fails with the unrelated '--max-trials must be at least 1, not 0'",
+                   strict=True)
+def test_load_space_rejects_an_empty_arch_choice(tmp_path):
+    path = _write(tmp_path, {"arch": {"_type": "choice", "_value": []}})
+    with pytest.raises(ConfigError, match="'arch'"):
+        load_space(path)
+
+
+def test_shipped_spaces_load_and_the_default_paths_exist():
+    for stage in ("nonarch", "arch"):
+        assert default_space_path(stage).is_file()
+        assert load_space(default_space_path(stage))
+
+
+# --- params_to_settings and settings_to_params ------------------------------------------------
+
+
+def test_params_to_settings_maps_the_study_names():
+    params = {"act_func": "Tanh", "learning_rate": 0.02, "optimizer": "Adam", "loss": "SmoothL1Loss"}
+    assert params_to_settings(params) == {"act": "Tanh", "lr": 0.02, "optimizer": "Adam", "loss": "SmoothL1Loss"}
+
+
+def test_params_to_settings_maps_flat_hidden_sizes():
+    assert params_to_settings({"hidden_size_1": 64, "hidden_size_2": 0, "hidden_size_3": 0}) == {"hidden": (64,)}
+    assert params_to_settings({"hidden_size_1": 16, "hidden_size_2": 8}) == {"hidden": (16, 8)}
+
+
+def test_params_to_settings_unpacks_the_nested_arch_choice():
+    params = {"arch": {"_name": "2 hidden layers", "hidden_size_1": 32, "hidden_size_2": 8}, "act_func": "ReLU"}
+    assert params_to_settings(params) == {"hidden": (32, 8), "act": "ReLU"}
+
+
+def test_params_to_settings_passes_other_config_fields_through():
+    assert params_to_settings({"batch": 50, "epochs": 7, "seed": 3}) == {"batch": 50, "epochs": 7, "seed": 3}
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"dropout": 0.5}, "unknown parameter 'dropout' in the trial's parameters"),
+        ({"func": "square"}, "unknown parameter 'func'"),  # the function is fixed, never searched
+        ({"hidden": [16]}, "unknown parameter 'hidden'"),
+        ({"arch": {"_name": "x", "width": 3}}, "unknown parameter 'width'"),
+        ({"hidden_size_2": 8}, "must start at hidden_size_1"),
+        ({"hidden_size_1": 16, "hidden_size_2": 0, "hidden_size_3": 8}, "a 0 ends the stack"),
+        ([1, 2], "must be a JSON object, not list"),
+    ],
+)
+def test_params_to_settings_rejects(params, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        params_to_settings(params)
+
+
+def test_params_to_settings_names_its_source():
+    with pytest.raises(ConfigError, match="unknown parameter 'x' in --set"):
+        params_to_settings({"x": 1}, "--set")
+
+
+def test_settings_to_params_reverses_params_to_settings():
+    settings = {"act": "Tanh", "lr": 0.02, "optimizer": "Adam", "loss": "MSELoss", "hidden": (64, 8), "batch": 50}
+    params = settings_to_params(settings)
+    assert params == {"act_func": "Tanh", "learning_rate": 0.02, "optimizer": "Adam", "loss": "MSELoss",
+                      "batch": 50, "hidden_size_1": 64, "hidden_size_2": 8}
+    assert params_to_settings(params) == settings
+
+
+def test_settings_to_params_of_every_scheduled_arch_set_round_trips(arch_schedule):
+    for params in arch_schedule:
+        settings = params_to_settings(params)
+        assert params_to_settings(settings_to_params(settings)) == settings
