@@ -105,30 +105,31 @@ def train(
     torch.manual_seed(config.seed)  # model init
     model = build_model(config)
     data_rng = torch.Generator().manual_seed(config.seed)
-    f = target(config.func)
     net = FlatMLP(model, config.loss)
     optimizer = make_optimizer(config.optimizer, net.params, config.lr)
     evaluate = Evaluator(config.func)
     result = TrainResult(config, model)
 
+    f = target(config.func)
     start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        x = torch.rand(config.samples, 1, generator=data_rng)  # a fresh epoch, drawn at once
-        for xb, yb in zip(x.split(config.batch), f(x).split(config.batch)):
-            net.backward(xb, yb)
-            optimizer.step(net.grads)
-        result.steps += math.ceil(config.samples / config.batch)
-        if epoch % EVAL_EVERY == 0 or epoch == config.epochs:
-            evaluation = evaluate(net.forward, epoch)
-            result.history.append(evaluation)
-            if not math.isfinite(evaluation.rms):
-                result.diverged = (
-                    f"training diverged at epoch {epoch}: the network output became NaN or infinite "
-                    f"(try a smaller learning rate than {config.lr:g})"
-                )
-            if on_eval is not None:
-                on_eval(evaluation)
-            if result.diverged:
-                break
+    with torch.inference_mode():  # no autograd bookkeeping: the backward pass is written out
+        for epoch in range(1, config.epochs + 1):
+            x = torch.rand(config.samples, 1, generator=data_rng)  # a fresh epoch, drawn at once
+            for xb, yb in zip(x.split(config.batch), f(x).split(config.batch)):
+                net.backward(xb, yb)
+                optimizer.step(net.grads)
+            result.steps += math.ceil(config.samples / config.batch)
+            if epoch % EVAL_EVERY == 0 or epoch == config.epochs:
+                evaluation = evaluate(net.forward, epoch)
+                result.history.append(evaluation)
+                if not math.isfinite(evaluation.rms):
+                    result.diverged = (
+                        f"training diverged at epoch {epoch}: the network output became NaN or infinite "
+                        f"(try a smaller learning rate than {config.lr:g})"
+                    )
+                if on_eval is not None:
+                    on_eval(evaluation)
+                if result.diverged:
+                    break
     result.seconds = time.perf_counter() - start
     return result
