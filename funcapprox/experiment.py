@@ -66,6 +66,7 @@ class StagePlan:
     handoff: dict[str, Any] = field(default_factory=dict)  # settings taken from stage 1
     from_experiment: str | None = None
     space_source: str = ""
+    warm_socket: str | None = None  # a running funcapprox.warm worker for the trials
 
     @property
     def func(self) -> str:
@@ -232,7 +233,8 @@ def write_stage_files(plan: StagePlan, folder: Path) -> Path:
     space_file = folder / "search_space.json"
     write_json(space_file, plan.space)
     config = experiment_config(
-        name=plan.name, search_space_file=space_file, command=trial_command(plan.fixed), code_dir=code_dir,
+        name=plan.name, search_space_file=space_file, code_dir=code_dir,
+        command=trial_command(plan.fixed, warm=plan.warm_socket),
         workdir=plan.workdir, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
     )

@@ -19,11 +19,11 @@ TUNERS: dict[str, dict[str, Any]] = {
 }
 
 
-def trial_command(fixed: dict[str, Any], python: str | None = None) -> str:
+def trial_command(fixed: dict[str, Any], python: str | None = None, warm: str | None = None) -> str:
     """The shell command NNI runs per trial: the stage's fixed settings as readable --set pairs."""
     import json
 
-    parts = [python or sys.executable, "-m", "funcapprox.trial"]
+    parts = [python or sys.executable, "-m", "funcapprox.trial", *(["--warm", warm] if warm else [])]
     for key, value in fixed.items():
         if key == "hidden":
             text = ",".join(map(str, value))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import warm
 from .errors import FuncApproxError
 from .experiment import Launched, Progress, StagePlan, launch, mark, stop, wait
 from .figures import plot_best
@@ -29,6 +30,23 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _follow(launched: Launched, plan: StagePlan, on_progress, poll: float) -> str:
+    """Wait for the experiment; on Ctrl-C, SIGTERM or a lost manager, stop it and keep what finished."""
+    try:
+        return wait(launched, plan.workdir, on_progress, poll=poll, total=plan.max_trials)
+    except KeyboardInterrupt:
+        stop(launched.id, plan.workdir)
+        mark(plan.workdir, launched.id, status="INTERRUPTED")
+        raise Interrupted(
+            f"search interrupted; experiment {launched.id} stopped, its finished trials are kept "
+            f"(funcapprox results --experiment {launched.id})"
+        ) from None
+    except FuncApproxError:
+        stop(launched.id, plan.workdir)
+        mark(plan.workdir, launched.id, status="ERROR")
+        raise
+
+
 def run_stage(
     plan: StagePlan,
     *,
@@ -43,25 +61,19 @@ def run_stage(
     Ctrl-C or SIGTERM stops the experiment cleanly and raises Interrupted: the trials
     that finished stay readable by `results` and `plot`.
     """
-    launched = launch(plan)
-    if on_launch is not None:
-        on_launch(launched)
     if not follow:
+        launched = launch(plan)
+        if on_launch is not None:
+            on_launch(launched)
         return StageOutcome(launched, load_experiment(plan.workdir, launched.id), "RUNNING", None)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        status = wait(launched, plan.workdir, on_progress, poll=poll, total=plan.max_trials)
-    except KeyboardInterrupt:
-        stop(launched.id, plan.workdir)
-        mark(plan.workdir, launched.id, status="INTERRUPTED")
-        raise Interrupted(
-            f"search interrupted; experiment {launched.id} stopped, its finished trials are kept "
-            f"(funcapprox results --experiment {launched.id})"
-        ) from None
-    except FuncApproxError:
-        stop(launched.id, plan.workdir)
-        mark(plan.workdir, launched.id, status="ERROR")
-        raise
+        with warm.worker() as socket_path:  # lives as long as we follow the experiment
+            plan.warm_socket = socket_path
+            launched = launch(plan)
+            if on_launch is not None:
+                on_launch(launched)
+            status = _follow(launched, plan, on_progress, poll)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not keep_ui:

@@ -132,7 +132,11 @@ def final_result(result) -> dict[str, Any]:
             "max_error_x": s["max_error_x"], "n_params": s["n_params"], "seconds": s["seconds"]}
 
 
-def run(fixed: dict[str, Any], channel, output_dir: Path) -> int:
+class TrialStopped(Exception):
+    """The process that asked for this trial went away (see funcapprox.warm)."""
+
+
+def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> int:
     from .artifacts import save_run, write_json
     from .train import train
 
@@ -150,33 +154,47 @@ def run(fixed: dict[str, Any], channel, output_dir: Path) -> int:
         return 2
 
     def report(evaluation) -> None:
+        if should_stop is not None and should_stop():
+            raise TrialStopped
         if math.isfinite(evaluation.metric):
             channel.intermediate(evaluation.metric)
 
-    result = train(config, on_eval=report)
+    try:
+        result = train(config, on_eval=report)
+    except TrialStopped:
+        return 1
     save_run(output_dir, result)
     if not result.ok:
         write_json(output_dir / "failure.json", {"reason": result.diverged, "metric": result.metric})
         print(f"funcapprox trial: {result.diverged}", file=sys.stderr)
         return 1
     channel.final(final_result(result))
+    where = "in a warm worker" if should_stop is not None else "in its own process"
     print(f"funcapprox trial: {config.arch} metric {result.metric:.4f} max error {result.summary()['max_error']:.5f} "
-          f"({time.perf_counter() - started:.2f} s in process)")
+          f"({time.perf_counter() - started:.2f} s {where})")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, should_stop=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m funcapprox.trial", description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="fixed", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting fixed for every trial of the stage")
+    parser.add_argument("--warm", metavar="SOCKET", help="hand the trial to this warm worker if it answers")
     args = parser.parse_args(argv)
+    if args.warm:
+        from .warm import delegate
+
+        code = delegate(args.warm, [a for a in argv if a not in ("--warm", args.warm)])
+        if code is not None:
+            return code
     output_dir = Path(os.environ.get("NNI_OUTPUT_DIR", "."))
     try:
         fixed = parse_fixed(args.fixed)
     except ConfigError as exc:
         print(f"funcapprox trial: {exc}", file=sys.stderr)
         return 2
-    return run(fixed, connect(), output_dir)
+    return run(fixed, connect(), output_dir, should_stop)
 
 
 if __name__ == "__main__":
