@@ -14,6 +14,7 @@ import click
 
 from .config import ACTIVATIONS, DEFAULT_EPOCHS, LOSSES, OPTIMIZERS, TrainConfig, parse_hidden
 from .errors import ConfigError, FuncApproxError
+from .nniconfig import TUNERS
 
 DEFAULTS = TrainConfig()
 
@@ -157,7 +158,7 @@ experiment_option = click.option(
               help="Fix a setting for every trial, e.g. --set act_func=Tanh (repeatable).")
 @click.option("--from", "from_experiment", metavar="EXP_ID",
               help="Stage arch: take the fixed settings from this nonarch experiment [default: the latest].")
-@click.option("--tuner", type=click.Choice(("GridSearch", "TPE", "Random", "Anneal", "Evolution")),
+@click.option("--tuner", type=click.Choice(tuple(TUNERS)),
               default="GridSearch", show_default=True)
 @click.option("--concurrency", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Trials run at once.")
@@ -341,7 +342,7 @@ def results(experiment_id, top, fmt, workdir):
         click.echo(f"experiment {experiment.id}: stage {experiment.stage}, {experiment.func}, "
                    + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())))
         _print_table(shown, experiment)
-        failed = [t for t in experiment.trials if t.reason]
+        failed = [t for t in shown if t.reason]
         for t in failed:
             click.echo(f"{t.trial_id} {t.status}: {t.reason}")
 

@@ -52,6 +52,8 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
             ) from None
     elif isinstance(value, (list, tuple)):
         sizes = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        sizes = [value]  # one layer, as `--set hidden=64` reads
     else:
         raise ConfigError(f"hidden must be a list of layer sizes like [16, 16, 16], not {value!r}")
     if not 1 <= len(sizes) <= MAX_LAYERS:

@@ -34,6 +34,7 @@ from .space import (
     normalize_space,
     params_to_settings,
     searchable_names,
+    settings_to_params,
 )
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
@@ -164,7 +165,7 @@ def plan_stage(
     path = space_file or default_space_path(stage)
     space = normalize_space(load_space(path))
     searched = set(params_to_settings(_flat_names(space)))
-    both = sorted(searched & set(set_values))
+    both = sorted(settings_to_params(dict.fromkeys(searched & set(set_values), ())))
     if both:
         raise ConfigError(f"{both[0]!r} is both fixed with --set and searched in {path}; drop one")
     if stage == "nonarch" and "arch" in space:

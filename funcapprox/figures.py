@@ -50,12 +50,25 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
     if out.parent and not out.parent.exists():
         raise FuncApproxError(f"the folder of --out {out} does not exist")
     fit = save_fit_plot(model, trial.config, out)
-    epochs = [5 * (i + 1) for i in range(len(trial.history))]
-    records = [{"epoch": e, "metric": m, "max_error": float("nan")} for e, m in zip(epochs, trial.history)]
+    records = _history(trial)
     history = draw_history([history_data(records, f"{trial.trial_id} {trial.arch}")],
                            title=f"metric history of trial {trial.trial_id} ({trial.arch}, experiment {experiment.id})")
     history_path = save_figure(history, out.with_name(out.stem + "-history.png"))
     return [fit, history_path]
+
+
+def _history(trial: TrialRecord) -> list[dict]:
+    """The trial's evaluations with their epochs: its own history.json, else NNI's intermediate results."""
+    from .artifacts import HISTORY_FILE, read_json
+    from .train import EVAL_EVERY
+
+    if trial.output_dir is not None:
+        try:
+            return read_json(trial.output_dir / HISTORY_FILE)
+        except FuncApproxError:
+            pass
+    return [{"epoch": EVAL_EVERY * (i + 1), "metric": m, "max_error": float("nan")}
+            for i, m in enumerate(trial.history)]
 
 
 def plot_best(experiment: Experiment) -> Path | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json
+from .artifacts import CONFIG_FILE, load_config, read_json
 from .config import TrainConfig
 from .errors import ConfigError, ExperimentError, FuncApproxError
 from .space import params_to_settings
@@ -115,7 +115,7 @@ class Experiment:
 def check_id(value: str, what: str = "experiment id") -> str:
     """Ids come from the command line: letters, digits, - and _ only, never a path."""
     if not isinstance(value, str) or not ID_PATTERN.match(value):
-        raise ExperimentError(f"{value!r} is not a valid {what} (letters, digits, - and _ only)")
+        raise ConfigError(f"{value!r} is not a valid {what} (letters, digits, - and _ only)")
     return value
 
 
@@ -242,17 +242,14 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
         final = finals.get(trial_id)
         final = final if isinstance(final, dict) else {"default": final}
         output_dir = _trial_folder(folder, t.get("log_path"))
-        t["params"] = _received(output_dir) or by_parameter_id.get(reported_parameter.get(trial_id), t["params"])
+        nni_params = _received(output_dir) or by_parameter_id.get(reported_parameter.get(trial_id), t["params"])
         seconds = (t["ended"] - t["started"]) / 1000 if "ended" in t and "started" in t else None
-        try:
-            params = TrainConfig.from_dict({**fixed, **params_to_settings(t["params"])}).to_dict()
-        except ConfigError:
-            params = {**fixed, **t["params"]}
+        params = _trained_config(output_dir) or _resolve(fixed, nni_params)
         records.append(TrialRecord(
             trial_id=trial_id,
             status=t["status"],
             params=params,
-            nni_params=t["params"],
+            nni_params=nni_params,
             metric=_number(final.get("default")),
             rms=_number(final.get("rms")),
             max_error=_number(final.get("max_error")),
@@ -264,6 +261,23 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
             sequence=t["sequence"],
         ))
     return sorted(records, key=lambda r: r.sequence)
+
+
+def _resolve(fixed: dict[str, Any], nni_params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return TrainConfig.from_dict({**fixed, **params_to_settings(nni_params)}).to_dict()
+    except ConfigError:
+        return {**fixed, **nni_params}
+
+
+def _trained_config(output_dir: Path | None) -> dict[str, Any] | None:
+    """The configuration the trial wrote before training: what it really trained."""
+    if output_dir is None or not (output_dir / CONFIG_FILE).exists():
+        return None
+    try:
+        return load_config(output_dir).to_dict()
+    except FuncApproxError:
+        return None
 
 
 def _received(output_dir: Path | None) -> dict[str, Any] | None:

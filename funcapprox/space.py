@@ -82,16 +82,40 @@ def _check_entries(entries: Mapping[str, Any], source: str, top: bool) -> None:
         values = spec["_value"]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"search space {source}: {key!r} needs a non-empty _value list")
-        if spec["_type"] != "choice":
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                raise ConfigError(f"search space {source}: {key!r} _value must be numbers for {spec['_type']}")
-        elif any(isinstance(v, dict) for v in values):
-            raise ConfigError(f"search space {source}: nested choice is only supported under {ARCH_KEY!r}")
+        if spec["_type"] == "choice":
+            if any(isinstance(v, (dict, list)) for v in values):
+                raise ConfigError(
+                    f"search space {source}: {key!r} holds a nested choice, which only {ARCH_KEY!r} may"
+                )
+        else:
+            _check_numeric(key, spec["_type"], values, source)
+
+
+def _check_numeric(key: str, kind: str, values: list, source: str) -> None:
+    """The _value shapes NNI accepts: [low, high] or [low, high, q], or [mu, sigma] or [mu, sigma, q]."""
+    where = f"search space {source}: {key!r} ({kind})"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ConfigError(f"{where} _value must be finite numbers")
+    quantized = kind.startswith("q")
+    if len(values) != (3 if quantized else 2):
+        form = "[mu, sigma" if "normal" in kind else "[low, high"
+        raise ConfigError(f"{where} _value must be {form}{', q' if quantized else ''}], got {values}")
+    if "normal" in kind:
+        if values[1] <= 0:
+            raise ConfigError(f"{where} needs sigma > 0, got {values}")
+    elif not values[0] < values[1]:
+        raise ConfigError(f"{where} needs low < high, got {values}")
+    if quantized and values[2] <= 0:
+        raise ConfigError(f"{where} needs q > 0, got {values}")
+    if kind in ("loguniform", "qloguniform") and values[0] <= 0:
+        raise ConfigError(f"{where} needs low > 0 for a log scale, got {values}")
 
 
 def _check_arch(spec: Any, source: str) -> None:
     if not isinstance(spec, dict) or spec.get("_type") != "choice" or not isinstance(spec.get("_value"), list):
         raise ConfigError(f"search space {source}: {ARCH_KEY!r} must be a nested choice")
+    if not spec["_value"]:
+        raise ConfigError(f"search space {source}: {ARCH_KEY!r} needs at least one option")
     for branch in spec["_value"]:
         if not isinstance(branch, dict) or "_name" not in branch:
             raise ConfigError(f"search space {source}: each {ARCH_KEY!r} option needs a _name and its sizes")

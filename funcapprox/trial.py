@@ -145,7 +145,7 @@ def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> i
     # NNI 3.0 can record another trial's parameters for this one when trials start together;
     # this file says what this trial really received (funcapprox results reads it).
     write_json(output_dir / RECEIVED_FILE, {"parameter_id": getattr(channel, "parameter_id", None),
-                                            "parameters": params})
+                                            "parameters": params, "received_at": time.time()})
     try:
         config = resolve(fixed, params)
     except ConfigError as exc:

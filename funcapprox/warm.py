@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator
 
+DISABLE_VARIABLE = "FUNCAPPROX_WARM"
 ENV_KEYS = ("NNI_TRIAL_COMMAND_CHANNEL", "NNI_TRIAL_JOB_ID", "NNI_OUTPUT_DIR", "NNI_EXP_ID", "NNI_TRIAL_SEQ_ID",
             "NNI_PLATFORM", "NNI_SYS_DIR")
 
@@ -129,12 +130,16 @@ def delegate(path: str, argv: list[str]) -> int | None:
 
 
 @contextlib.contextmanager
-def worker() -> Iterator[str]:
-    """Run a warm worker for the duration of the block and yield its socket path.
+def worker() -> Iterator[str | None]:
+    """Run a warm worker for the duration of the block and yield its socket path
+    (None when FUNCAPPROX_WARM=0 turns it off: every trial then imports torch itself).
 
     It does not wait for the worker to be ready: trials that start before it listens
     (it takes a few seconds to import torch) run in their own process.
     """
+    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+        yield None
+        return
     folder = tempfile.mkdtemp(prefix="funcapprox-warm-")  # short path: sockets allow ~100 characters
     path = str(Path(folder) / "socket")
     process = subprocess.Popen([sys.executable, "-m", "funcapprox.warm", path],

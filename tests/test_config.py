@@ -128,7 +128,11 @@ def test_one_to_three_layers(hidden):
         TrainConfig(hidden=hidden)
 
 
-@pytest.mark.parametrize("hidden", [16, None, {"a": 1}])
+def test_a_single_number_is_one_hidden_layer():
+    assert TrainConfig(hidden=16).hidden == (16,)
+
+
+@pytest.mark.parametrize("hidden", [1.5, None, {"a": 1}])
 def test_hidden_of_the_wrong_type_is_rejected(hidden):
     with pytest.raises(ConfigError, match="hidden must be a list of layer sizes"):
         TrainConfig(hidden=hidden)
