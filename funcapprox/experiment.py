@@ -28,13 +28,13 @@ from .errors import ConfigError, ExperimentError
 from .nniconfig import TUNERS, experiment_config, to_yaml, trial_command
 from .results import META_DIR, META_FILE, Experiment, experiment_ids, load_experiment, read_meta
 from .space import (
+    ALIASES,
     default_space_path,
     grid_size,
     load_space,
     normalize_space,
     params_to_settings,
     searchable_names,
-    settings_to_params,
 )
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
@@ -165,7 +165,8 @@ def plan_stage(
     path = space_file or default_space_path(stage)
     space = normalize_space(load_space(path))
     searched = set(params_to_settings(_flat_names(space)))
-    both = sorted(settings_to_params(dict.fromkeys(searched & set(set_values), ())))
+    study_names = {setting: name for name, setting in ALIASES.items()}
+    both = sorted(study_names.get(k, k) for k in searched & set(set_values))
     if both:
         raise ConfigError(f"{both[0]!r} is both fixed with --set and searched in {path}; drop one")
     if stage == "nonarch" and "arch" in space:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import time
 
 import pytest
 from conftest_search import ChannelServer
@@ -168,7 +169,9 @@ def test_run_trains_reports_and_writes_its_files(tmp_path, serve):
     server = serve(TINY_PARAMS, parameter_id=3)
     out = tmp_path / "trial"
     out.mkdir()
+    started = time.time()
     assert trial.run(dict(TINY_FIXED), HttpTrialChannel(server.url), out) == 0
+    ended = time.time()
     assert server.get_statuses[-3:] == [408, 408, 200]
 
     config = json.loads((out / "config.json").read_text())
@@ -178,11 +181,15 @@ def test_run_trains_reports_and_writes_its_files(tmp_path, serve):
     assert metrics["status"] == "ok"
     assert (out / "model.pt").stat().st_size > 0
     assert not (out / "failure.json").exists()
+    # What the trial really received: NNI 3.0's own store can pair it with another trial's parameters.
+    received = json.loads((out / "parameters.json").read_text())
+    assert started <= received.pop("received_at") <= ended  # when it received them, seconds since the epoch
+    assert received == {"parameter_id": 3, "parameters": TINY_PARAMS}
 
     sent = server.metrics()
     periodical = [m for m in sent if m["type"] == "PERIODICAL"]
     (final,) = [m for m in sent if m["type"] == "FINAL"]
-    assert sent[-1] is not None and sent[-1]["type"] == "FINAL"  # the final result comes last
+    assert sent[-1] == final  # the final result comes last
     assert [m["sequence"] for m in periodical] == [0]  # 5 epochs: one evaluation
     assert all(m["parameter_id"] == 3 and m["trial_job_id"] == "Tr1aL" for m in sent)
     value = json.loads(final["value"])
@@ -228,6 +235,7 @@ def test_run_with_an_unknown_parameter_returns_2_and_trains_nothing(tmp_path, se
     assert failure["parameters"] == {**TINY_PARAMS, "dropout": 0.5}
     assert server.metrics() == []
     assert not (out / "config.json").exists() and not (out / "model.pt").exists()
+    assert json.loads((out / "parameters.json").read_text())["parameters"] == {**TINY_PARAMS, "dropout": 0.5}
     assert "rejected parameters" in capsys.readouterr().err
 
 
