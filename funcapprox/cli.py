@@ -313,6 +313,11 @@ def _print_table(trials, experiment) -> None:
     rows = [[t.trial_id, t.status, *(_cell(t.params.get(c)) for c in columns),
              _fmt(t.metric, ".4f"), _fmt(t.rms, ".5f"), _fmt(t.max_error, ".5f"), _cell(t.n_params),
              _fmt(t.seconds, ".1f")] for t in trials]
+    _print_rows(headers, rows)
+
+
+def _print_rows(headers: list[str], rows: list[list]) -> None:
+    """A plain aligned text table."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     for row in [headers, *rows]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
@@ -322,21 +327,41 @@ def _print_table(trials, experiment) -> None:
 @experiment_option
 @click.option("--top", type=click.IntRange(1), help="Show only the N best trials.")
 @click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
+@click.option("--pareto", is_flag=True, help="Only the networks no other trial beats on both size and max error.")
+@click.option("--by", type=click.Choice(("max_error", "metric")), default="max_error", show_default=True,
+              help="With --pareto: the accuracy measure of the front.")
+@click.option("--smallest", is_flag=True, help="The smallest network that reaches --max-error, in one line.")
+@click.option("--max-error", type=click.FloatRange(min=0, min_open=True), help="The target for --smallest.")
 @workdir_option
-def results(experiment_id, top, fmt, workdir):
+def results(experiment_id, top, fmt, pareto, by, smallest, max_error, workdir):
     """Rank an experiment's trials, read from NNI's store (the manager need not run).
 
-    Example: funcapprox results --experiment latest --top 10
+    Examples: funcapprox results --top 10; funcapprox results --pareto; funcapprox results --smallest --max-error 0.006
     """
+    from .pareto import pareto_front, smallest_within
     from .results import load_experiment
 
+    if smallest != (max_error is not None):
+        raise click.UsageError("--smallest and --max-error go together")
     experiment = _library_call(load_experiment, workdir.resolve(), experiment_id)
-    ranked = experiment.ranked()
+    if smallest:
+        found = _library_call(smallest_within, experiment.trials, max_error)
+        t = found.trial
+        what = (f"{t.arch}, {t.n_params} parameters, max error {t.max_error:.5f}, metric {t.metric:.4f} "
+                f"(trial {t.trial_id})")
+        click.echo(f"smallest network with max error <= {max_error:g}: {what}" if found.reached else
+                   f"no network reached max error <= {max_error:g}; closest: {what}")
+        return
+    ranked = pareto_front(experiment.trials, by) if pareto else experiment.ranked()
     shown = ranked[:top] if top else ranked
     if fmt == "json":
         click.echo(json.dumps([t.as_dict() for t in shown], indent=2))
     elif fmt == "csv":
         _print_csv(shown)
+    elif pareto:
+        click.echo(f"experiment {experiment.id}: {len(shown)} networks on the front of {by} against parameters")
+        _print_rows(["arch", "params", "max_error", "metric", "trial"],
+                    [[t.arch, t.n_params, _fmt(t.max_error, ".5f"), _fmt(t.metric, ".4f"), t.trial_id] for t in shown])
     else:
         counts = experiment.counts()
         click.echo(f"experiment {experiment.id}: stage {experiment.stage}, {experiment.func}, "
@@ -405,10 +430,7 @@ def experiments(stop_id, view_id, port, workdir):
         click.echo(f"no experiments in {workdir}; start one with `funcapprox search`")
         return
     headers = list(rows[0])
-    table = [[_cell(r[h]) for h in headers] for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
-    for row in [headers, *table]:
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    _print_rows(headers, [[_cell(r[h]) for h in headers] for r in rows])
 
 
 def main() -> None:

@@ -10,13 +10,13 @@ back to the `nni` package.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +33,45 @@ class HttpTrialChannel:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.path = parts.path or "/"
         self.parameter_id: Any = None
         self.sequence = 0
+        self._connection: http.client.HTTPConnection | None = None
+
+    def _request(self, method: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """One request on a kept-alive connection (a trial sends ~200 metrics); reconnect once if it dropped."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            try:
+                self._connection.request(method, self.path, body=body, headers=headers)
+                response = self._connection.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, OSError):
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _send(self, command: dict) -> None:
-        body = json.dumps(command).encode()
-        request = urllib.request.Request(self.url, data=body, method="PUT",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60):
-            pass
+        status, _ = self._request("PUT", json.dumps(command).encode())
+        if status >= 300:
+            raise ConnectionError(f"NNI's trial channel answered {status} to a {command.get('type')} command")
 
     def _receive(self) -> dict | None:
         while True:
-            try:
-                with urllib.request.urlopen(self.url, timeout=120) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                if exc.code == 408:  # nothing yet: poll again
-                    continue
-                if exc.code == 410:  # channel closed
-                    return None
-                raise
+            status, body = self._request("GET")
+            if status == 200:
+                return json.loads(body)
+            if status == 408:  # nothing yet: poll again
+                continue
+            if status == 410:  # channel closed
+                return None
+            raise ConnectionError(f"NNI's trial channel answered {status}")
 
     def parameters(self) -> Any:
         self._send({"type": "request_parameter"})
