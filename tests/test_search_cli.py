@@ -591,3 +591,29 @@ def test_plan_stage_refuses_an_arch_experiment_as_the_source(workdir):
 def test_plan_stage_rejects_an_unknown_stage(tmp_path):
     with pytest.raises(ConfigError, match="--stage must be nonarch, arch or all, not 'both'"):
         plan_stage("both", "square", tmp_path)
+
+
+# --- accuracy against size ------------------------------------------------------------------
+
+
+def test_results_pareto_lists_the_front(workdir):
+    result = invoke("results", "--pareto", "--workdir", workdir)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"experiment {RECORDED_ID}: 1 networks on the front of max_error against parameters"
+    assert lines[1].split() == ["arch", "params", "max_error", "metric", "trial"]
+    assert lines[2].split()[:2] == ["{16,16,16}", "593"] and lines[2].split()[-1] == "wcNBM"
+
+
+def test_results_smallest_within_reach_and_out_of_reach(workdir):
+    reached = invoke("results", "--smallest", "--max-error", "0.7", "--workdir", workdir)
+    assert reached.exit_code == 0
+    assert reached.output.startswith("smallest network with max error <= 0.7: {16,16,16}, 593 parameters")
+    missed = invoke("results", "--smallest", "--max-error", "0.001", "--workdir", workdir)
+    assert missed.exit_code == 0
+    assert missed.output.startswith("no network reached max error <= 0.001; closest: {16,16,16}")
+
+
+def test_results_smallest_needs_a_target(workdir):
+    result = invoke("results", "--smallest", "--workdir", workdir)
+    assert result.exit_code == 2 and "--smallest and --max-error go together" in result.output
