@@ -73,11 +73,13 @@ def cli() -> None:
               help="Fresh random samples per epoch.")
 @click.option("--batch", type=int, default=DEFAULTS.batch, show_default=True, help="Mini-batch size.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--seeds", type=int, default=DEFAULTS.seeds, show_default=True,
+              help="Train with this many seeds at once (seed, seed+1, …) and report the median.")
 @click.option("--output-act", is_flag=True, help="Apply the activation after the output layer too (the study's code).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder [default: runs/FUNC-TIMESTAMP].")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
-def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, output_act, out, as_json):
+def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, output_act, out, as_json):
     """Train one configuration and plot the fit.
 
     Example: funcapprox train --func oscillator --hidden 64,0,0 --act LeakyReLU --lr 0.005 --loss SmoothL1Loss
@@ -86,7 +88,7 @@ def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, 
 
     config = _library_call(
         TrainConfig, func=func, hidden=hidden, act=act, optimizer=optimizer, lr=lr, loss=loss, epochs=epochs,
-        samples=samples, batch=batch, seed=seed, output_act=output_act,
+        samples=samples, batch=batch, seed=seed, seeds=seeds, output_act=output_act,
     )
     folder = out or default_run_dir(config)
     if not as_json:
@@ -94,8 +96,8 @@ def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, 
     result = _library_call(run_training, config, folder, _progress_printer(config.epochs))
     summary = result.summary()
     if as_json:
-        keys = ("status", "reason", "metric", "rms", "max_error", "max_error_x", "n_params", "seconds")
-        click.echo(json.dumps({**{k: summary[k] for k in keys}, "run_dir": str(folder)}))
+        keys = ("status", "reason", "metric", "rms", "max_error", "max_error_x", "n_params", "seconds", *SEED_KEYS)
+        click.echo(json.dumps({**{k: summary[k] for k in keys if k in summary}, "run_dir": str(folder)}))
     else:
         _print_summary(summary, folder)
     if not result.ok:
@@ -104,9 +106,13 @@ def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, 
         sys.exit(1)
 
 
+SEED_KEYS = ("seeds", "metric_spread", "max_error_worst", "max_error_best", "median_seed")
+
+
 def _describe(config: TrainConfig) -> str:
+    seeds = f"seeds {config.seed}-{config.seed + config.seeds - 1}" if config.seeds > 1 else f"seed {config.seed}"
     return (f"{config.func} {config.arch} {config.act} {config.optimizer} lr={config.lr:g} {config.loss}, "
-            f"{config.epochs} epochs, seed {config.seed}")
+            f"{config.epochs} epochs, {seeds}")
 
 
 def _progress_printer(epochs: int):
@@ -127,6 +133,9 @@ def _fmt(value, spec: str) -> str:
 
 def _print_summary(s: dict, folder: Path) -> None:
     click.echo(f"metric      {_fmt(s['metric'], '.4f')}   (-log10 RMS error; worst of the last 5 evaluations)")
+    if "seeds" in s:
+        click.echo(f"seeds       {s['seeds']}: the median seed ({s['median_seed']}) is shown; metric spread "
+                   f"{s['metric_spread']:.4f}, max error from {s['max_error_best']:.6f} to {s['max_error_worst']:.6f}")
     click.echo(f"rms         {_fmt(s['rms'], '.6f')}")
     click.echo(f"max error   {_fmt(s['max_error'], '.6f')} at x = {_fmt(s['max_error_x'], '.3f')}")
     click.echo(f"parameters  {s['n_params']}")
@@ -166,13 +175,14 @@ experiment_option = click.option(
 @click.option("--max-duration", help="Stop the experiment after this long, e.g. 30m.")
 @click.option("--max-trial-duration", help="Fail a trial that runs longer than this, e.g. 5m.")
 @click.option("--epochs", type=click.IntRange(1), help="Override the function's epoch budget (quick looks).")
+@click.option("--seeds", type=click.IntRange(1), help="Train each configuration with N seeds; rank by the median.")
 @click.option("--port", type=click.IntRange(1024, 65535), help="NNI manager and web UI port [default: a free one].")
 @workdir_option
 @click.option("--no-wait", is_flag=True, help="Start the experiment and return; follow it in the web UI.")
 @click.option("--keep-ui", is_flag=True, help="Leave the NNI manager and web UI running after the search.")
 @click.option("--dry-run", is_flag=True, help="Write and validate the experiment's files, print them, start nothing.")
 def search(stage, func, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials, max_duration,
-           max_trial_duration, epochs, port, workdir, no_wait, keep_ui, dry_run):
+           max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
 
     Example: funcapprox search --stage all --func oscillator
@@ -182,7 +192,7 @@ def search(stage, func, space_file, set_pairs, from_experiment, tuner, concurren
     if stage == "all" and (space_file or from_experiment or no_wait):
         raise click.UsageError("--space, --from and --no-wait go with a single --stage (nonarch or arch)")
     workdir = workdir.resolve()
-    set_values = _library_call(parse_set_values, set_pairs)
+    set_values = _library_call(parse_set_values, (*set_pairs, *([f"seeds={seeds}"] if seeds else [])))
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
     stages = ("nonarch", "arch") if stage == "all" else (stage,)

@@ -19,6 +19,7 @@ MAX_LAYERS = 3
 MAX_WIDTH = 4096  # far above the study's 256; stops a typo from eating the machine's memory
 MAX_EPOCHS = 1_000_000
 MAX_SAMPLES = 10_000_000
+MAX_SEEDS = 64
 
 
 def _canonical(value: Any, names: tuple[str, ...], what: str) -> str:
@@ -89,6 +90,7 @@ class TrainConfig:
     samples: int = 1000  # fresh uniform x drawn per epoch
     batch: int = 100
     seed: int = 12
+    seeds: int = 1  # train with seeds seed, seed+1, …; the metric is then the median (see train.py)
     output_act: bool = False  # True reproduces the study: activation after the output layer too
 
     def __post_init__(self) -> None:
@@ -109,7 +111,8 @@ class TrainConfig:
         _int("batch", self.batch, 1, MAX_SAMPLES)
         if self.batch > self.samples:
             raise ConfigError(f"batch ({self.batch}) cannot be larger than samples per epoch ({self.samples})")
-        _int("seed", self.seed, 0, 2**63 - 1)
+        _int("seed", self.seed, 0, 2**63 - 1 - MAX_SEEDS)
+        _int("seeds", self.seeds, 1, MAX_SEEDS)
         if not isinstance(self.output_act, bool):
             raise ConfigError(f"output_act must be true or false, not {self.output_act!r}")
 

@@ -103,6 +103,63 @@ class FlatMLP:
                 g = torch.mm(g, self.weights[k])
 
 
+class ReplicatedMLP:
+    """N copies of one architecture trained side by side: each layer's weights of all
+    copies form one (N, out, in) block, so a step is the same few batched operations
+    whatever N is. Copy r's parameters are views, and each copy stays an MLP module."""
+
+    def __init__(self, models: list[MLP], loss: str) -> None:
+        first = models[0]
+        n = len(models)
+        per_layer = [list(m.parameters()) for m in models]  # [copy][w0, b0, w1, b1, …]
+        total = sum(p.numel() for p in per_layer[0]) * n
+        self.params = torch.empty(total)
+        self.grads = torch.zeros(total)
+        blocks, grad_blocks, offset = [], [], 0
+        for k, p0 in enumerate(per_layer[0]):  # layer-major: block k holds tensor k of every copy
+            size = p0.numel() * n
+            block = self.params[offset : offset + size].view(n, *p0.shape)
+            for r in range(n):
+                block[r].copy_(per_layer[r][k].data)
+                per_layer[r][k].data = block[r]
+            blocks.append(block)
+            grad_blocks.append(self.grads[offset : offset + size].view(n, *p0.shape))
+            offset += size
+        self.weights, self.biases = blocks[0::2], [b.unsqueeze(1) for b in blocks[1::2]]  # (N, 1, out)
+        self.weights_t = [w.transpose(1, 2) for w in self.weights]
+        self.weight_grads, self.bias_grads = grad_blocks[0::2], grad_blocks[1::2]
+        self.act, self.act_backward = _activation(first.act_name)
+        self.loss_grad = _loss_grad(loss)
+        self.output_act = first.output_act
+        self.replicas = n
+
+    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """Outputs (N, n, 1) for x of shape (N, n, 1): copy r sees x[r]."""
+        h = x
+        last = len(self.weights) - 1
+        for k, (wt, b) in enumerate(zip(self.weights_t, self.biases)):
+            z = torch.addcmul(b, h, wt) if k == 0 else torch.baddbmm(b, h, wt)
+            out = self.act(z) if (k < last or self.output_act) else z
+            if keep is not None:
+                keep.append((h, z, out))
+            h = out
+        return h
+
+    def backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        saved: list = []
+        out = self.forward(x, saved)
+        # The mean over one copy's batch: ATen's mean would also divide by the number of copies.
+        g = self.loss_grad(out, y) * self.replicas
+        for k in range(len(self.weights) - 1, -1, -1):
+            inp, z, h = saved[k]
+            if k < len(self.weights) - 1 or self.output_act:
+                g = self.act_backward(g, z, h)
+            torch.bmm(g.transpose(1, 2), inp, out=self.weight_grads[k])
+            torch.sum(g, 1, out=self.bias_grads[k])
+            if k:
+                g = torch.bmm(g, self.weights[k])
+
+
 class SGD:
     def __init__(self, params: torch.Tensor, lr: float) -> None:
         self.params, self.lr = params, lr

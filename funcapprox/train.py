@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from .config import TrainConfig
-from .engine import FlatMLP, make_optimizer
+from .engine import FlatMLP, ReplicatedMLP, make_optimizer
 from .model import MLP, build_model
 from .targets import grid, target
 
@@ -31,9 +31,11 @@ class Evaluation:
 
 @dataclass
 class TrainResult:
+    """A run's record; with `config.seeds` > 1, one history and one model per seed."""
+
     config: TrainConfig
-    model: MLP
-    history: list[Evaluation] = field(default_factory=list)
+    models: list[MLP]
+    histories: list[list[Evaluation]] = field(default_factory=list)
     seconds: float = 0.0  # wall time of the training loop, evaluations included
     steps: int = 0  # optimizer steps taken
     diverged: str | None = None  # why training stopped early, if it did
@@ -42,21 +44,44 @@ class TrainResult:
     def ok(self) -> bool:
         return self.diverged is None
 
-    @property
-    def metric(self) -> float | None:
-        """The study's final result: the worst of the last FINAL_WINDOW evaluations."""
-        finite = [e.metric for e in self.history if math.isfinite(e.metric)]
+    def seed_metric(self, replica: int) -> float | None:
+        """The study's final result for one seed: the worst of its last FINAL_WINDOW evaluations."""
+        finite = [e.metric for e in self.histories[replica] if math.isfinite(e.metric)]
         return min(finite[-FINAL_WINDOW:]) if finite else None
 
     @property
+    def median_replica(self) -> int:
+        """The seed whose final metric is the median (the lower one for an even count)."""
+        metrics = [self.seed_metric(r) for r in range(len(self.models))]
+        order = sorted(range(len(metrics)), key=lambda r: -math.inf if metrics[r] is None else metrics[r])
+        return order[(len(order) - 1) // 2]
+
+    @property
+    def metric(self) -> float | None:
+        """The final metric: the study's, or with several seeds the median of theirs."""
+        return self.seed_metric(self.median_replica) if self.histories else None
+
+    @property
+    def model(self) -> MLP:
+        return self.models[self.median_replica]
+
+    @property
+    def history(self) -> list[Evaluation]:
+        """Evaluations over training; with several seeds, the median of each figure per epoch."""
+        if len(self.histories) == 1:
+            return self.histories[0]
+        return [_median_evaluation(list(at_epoch)) for at_epoch in zip(*self.histories)]
+
+    @property
     def last(self) -> Evaluation | None:
-        return self.history[-1] if self.history else None
+        history = self.history
+        return history[-1] if history else None
 
     def summary(self) -> dict:
         """The final figures as plain JSON-ready data."""
         last = self.last
         finite = last is not None and math.isfinite(last.rms)
-        return {
+        summary = {
             "status": "ok" if self.ok else "diverged",
             "reason": self.diverged,
             "metric": self.metric,
@@ -68,10 +93,31 @@ class TrainResult:
             "steps": self.steps,
             "seconds": round(self.seconds, 3),
         }
+        if len(self.models) > 1 and self.ok:
+            metrics = [self.seed_metric(r) for r in range(len(self.models))]
+            errors = [h[-1].max_error for h in self.histories]
+            summary |= {
+                "seeds": len(self.models),
+                "metric_spread": max(metrics) - min(metrics),
+                "max_error_worst": max(errors),
+                "max_error_best": min(errors),
+                "median_seed": self.config.seed + self.median_replica,
+            }
+        return summary
+
+
+def _median_evaluation(evaluations: list[Evaluation]) -> Evaluation:
+    def median(values: list[float]) -> float:
+        return sorted(values)[(len(values) - 1) // 2]
+
+    by_metric = sorted(evaluations, key=lambda e: e.metric if math.isfinite(e.metric) else -math.inf)
+    middle = by_metric[(len(by_metric) - 1) // 2]
+    return Evaluation(middle.epoch, middle.metric, median([e.rms for e in evaluations]),
+                      median([e.max_error for e in evaluations]), middle.max_error_x)
 
 
 class Evaluator:
-    """Scores a network against its target on the fixed grids."""
+    """Scores networks against their target on the fixed grids."""
 
     def __init__(self, func: str) -> None:
         self.x = grid(FINE_POINTS)
@@ -79,8 +125,14 @@ class Evaluator:
         self.stride = (FINE_POINTS - 1) // (METRIC_POINTS - 1)  # metric grid = every 10th fine point
 
     @torch.no_grad()
-    def __call__(self, forward: Callable[[torch.Tensor], torch.Tensor], epoch: int) -> Evaluation:
-        error = forward(self.x) - self.truth
+    def __call__(self, forward: Callable[[torch.Tensor], torch.Tensor], epoch: int,
+                 replicas: int = 1) -> list[Evaluation]:
+        """One Evaluation per replica (a single network: replicas = 1)."""
+        x = self.x if replicas == 1 else self.x.expand(replicas, -1, -1)
+        errors = (forward(x) - self.truth).reshape(replicas, -1, 1)
+        return [self._score(error, epoch) for error in errors]
+
+    def _score(self, error: torch.Tensor, epoch: int) -> Evaluation:
         rms = error[:: self.stride].square().mean().sqrt().item()
         abs_error = error.abs()
         worst = int(abs_error.argmax())
@@ -102,34 +154,48 @@ def train(
     """
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(config.seed)  # model init
-    model = build_model(config)
-    data_rng = torch.Generator().manual_seed(config.seed)
-    net = FlatMLP(model, config.loss)
+    seeds = [config.seed + r for r in range(config.seeds)]
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # model init: seed r initialises as a run with that seed alone
+        models.append(build_model(config))
+    data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]
+    # One seed: the 2-D step. Several: all of them in one batched step (the same few operations).
+    net = FlatMLP(models[0], config.loss) if len(seeds) == 1 else ReplicatedMLP(models, config.loss)
     optimizer = make_optimizer(config.optimizer, net.params, config.lr)
     evaluate = Evaluator(config.func)
-    result = TrainResult(config, model)
+    result = TrainResult(config, models, [[] for _ in seeds])
 
     f = target(config.func)
     start = time.perf_counter()
     with torch.inference_mode():  # no autograd bookkeeping: the backward pass is written out
         for epoch in range(1, config.epochs + 1):
-            x = torch.rand(config.samples, 1, generator=data_rng)  # a fresh epoch, drawn at once
-            for xb, yb in zip(x.split(config.batch), f(x).split(config.batch)):
+            x = _draw(data_rngs, config.samples)  # a fresh epoch per seed, drawn at once
+            for xb, yb in zip(x.split(config.batch, dim=-2), f(x).split(config.batch, dim=-2)):
                 net.backward(xb, yb)
                 optimizer.step(net.grads)
             result.steps += math.ceil(config.samples / config.batch)
             if epoch % EVAL_EVERY == 0 or epoch == config.epochs:
-                evaluation = evaluate(net.forward, epoch)
-                result.history.append(evaluation)
-                if not math.isfinite(evaluation.rms):
+                evaluations = evaluate(net.forward, epoch, len(seeds))
+                for history, evaluation in zip(result.histories, evaluations):
+                    history.append(evaluation)
+                bad = [seeds[r] for r, e in enumerate(evaluations) if not math.isfinite(e.rms)]
+                if bad:
                     result.diverged = (
                         f"training diverged at epoch {epoch}: the network output became NaN or infinite "
                         f"(try a smaller learning rate than {config.lr:g})"
+                        + (f"; seed {bad[0]}" if len(seeds) > 1 else "")
                     )
                 if on_eval is not None:
-                    on_eval(evaluation)
+                    on_eval(result.last)
                 if result.diverged:
                     break
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _draw(rngs: list[torch.Generator], samples: int) -> torch.Tensor:
+    """Uniform x in [0, 1]: (samples, 1) for one seed, (seeds, samples, 1) for several."""
+    if len(rngs) == 1:
+        return torch.rand(samples, 1, generator=rngs[0])
+    return torch.stack([torch.rand(samples, 1, generator=rng) for rng in rngs])

@@ -146,8 +146,10 @@ def resolve(fixed: dict[str, Any], params: Any) -> TrainConfig:
 def final_result(result) -> dict[str, Any]:
     """NNI's final result: `default` is the study's metric; the rest show in the web UI."""
     s = result.summary()
-    return {"default": s["metric"], "rms": s["rms"], "max_error": s["max_error"],
-            "max_error_x": s["max_error_x"], "n_params": s["n_params"], "seconds": s["seconds"]}
+    final = {"default": s["metric"], "rms": s["rms"], "max_error": s["max_error"],
+             "max_error_x": s["max_error_x"], "n_params": s["n_params"], "seconds": s["seconds"]}
+    extra = ("metric_spread", "max_error_worst", "max_error_best")  # with several seeds
+    return final | {k: s[k] for k in extra if k in s}
 
 
 class TrialStopped(Exception):

@@ -116,7 +116,8 @@ def test_results_json(workdir):
     assert [d["trial_id"] for d in data] == ["ud7Qq", "wcNBM", "njzKx", "E3Yy2"]
     best = data[0]
     assert best["status"] == "SUCCEEDED" and best["n_params"] == 593 and best["seconds"] > 0
-    assert best["params"] == json.loads((trial_folder(workdir, "ud7Qq") / "config.json").read_text())
+    recorded = json.loads((trial_folder(workdir, "ud7Qq") / "config.json").read_text())
+    assert best["params"] == TrainConfig.from_dict(recorded).to_dict()
     assert best["metric"] == json.loads((trial_folder(workdir, "ud7Qq") / "metrics.json").read_text())["metric"]
     assert data[2]["metric"] is None and data[2]["status"] == "FAILED"
 
@@ -568,8 +569,8 @@ def test_parse_set_values_rejects(pairs, words):
 def test_plan_stage_arch_from_the_recorded_experiment(workdir):
     plan = plan_stage("arch", "square", workdir)
     assert plan.from_experiment == RECORDED_ID
-    assert plan.handoff == {"act": "Sigmoid", "optimizer": "SGD", "lr": 0.01, "loss": "MSELoss", "epochs": 10,
-                            "samples": 1000, "batch": 100, "output_act": False}
+    best = TrainConfig(func="square", act="Sigmoid", optimizer="SGD", lr=0.01, loss="MSELoss", epochs=10)
+    assert plan.handoff == {k: v for k, v in best.to_dict().items() if k not in ("hidden", "func", "seed")}
     assert "hidden" not in plan.fixed and plan.fixed["func"] == "square"
     assert plan.grid_size == 126 and plan.max_trials == 126
 

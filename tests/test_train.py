@@ -78,9 +78,9 @@ def test_metric_uses_fewer_evaluations_when_there_are_fewer(tiny_config):
 
 def test_metric_of_a_hand_made_history(tiny_config):
     history = [Evaluation(5 * (i + 1), m, 10**-m, 0.1, 0.5) for i, m in enumerate([1.0, 3.0, 2.5, 2.0, 2.8, 2.9, 3.1])]
-    result = TrainResult(tiny_config, model=None, history=history)
+    result = TrainResult(tiny_config, models=[None], histories=[history])
     assert result.metric == 2.0  # min of the last five: 2.5, 2.0, 2.8, 2.9, 3.1; the early 1.0 is ignored
-    assert TrainResult(tiny_config, model=None).metric is None
+    assert TrainResult(tiny_config, models=[None], histories=[[]]).metric is None
 
 
 def test_evaluation_measures_the_study_metric(tiny_config):
@@ -141,7 +141,7 @@ def test_diverged_summary_keeps_the_finite_evaluations(tiny_config):
     nan = math.nan
     history = [Evaluation(5, 1.5, 10**-1.5, 0.1, 1.0), Evaluation(10, 1.7, 10**-1.7, 0.08, 1.0),
                Evaluation(15, nan, nan, nan, 0.0)]
-    result = TrainResult(tiny_config, model=None, history=history, diverged="training diverged at epoch 15")
+    result = TrainResult(tiny_config, models=[None], histories=[history], diverged="training diverged at epoch 15")
     summary = result.summary()
     assert summary["status"] == "diverged"
     assert summary["metric"] == 1.5
