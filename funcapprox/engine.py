@@ -43,12 +43,12 @@ def _activation(name: str) -> tuple[Callable, Callable]:
     raise ValueError(f"unknown activation {name!r}")
 
 
-def _loss_grad(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """d(mean loss)/d(output), as PyTorch's MSELoss / SmoothL1Loss (beta 1) define it."""
+def _loss_grad(name: str, scale: torch.Tensor = ONE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """`scale` × d(mean loss)/d(output), as PyTorch's MSELoss / SmoothL1Loss (beta 1) define it."""
     if name == "MSELoss":
-        return lambda out, y: aten.mse_loss_backward(ONE, out, y, _MEAN)
+        return lambda out, y: aten.mse_loss_backward(scale, out, y, _MEAN)
     if name == "SmoothL1Loss":
-        return lambda out, y: aten.smooth_l1_loss_backward(ONE, out, y, _MEAN, 1.0)
+        return lambda out, y: aten.smooth_l1_loss_backward(scale, out, y, _MEAN, 1.0)
     raise ValueError(f"unknown loss {name!r}")
 
 
@@ -129,9 +129,9 @@ class ReplicatedMLP:
         self.weights_t = [w.transpose(1, 2) for w in self.weights]
         self.weight_grads, self.bias_grads = grad_blocks[0::2], grad_blocks[1::2]
         self.act, self.act_backward = _activation(first.act_name)
-        self.loss_grad = _loss_grad(loss)
+        # ATen's mean runs over every copy's batch; each copy's loss is the mean over its own.
+        self.loss_grad = _loss_grad(loss, scale=torch.tensor(float(n)))
         self.output_act = first.output_act
-        self.replicas = n
 
     def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         """Outputs (N, n, 1) for x of shape (N, n, 1): copy r sees x[r]."""
@@ -148,8 +148,7 @@ class ReplicatedMLP:
     def backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
         saved: list = []
         out = self.forward(x, saved)
-        # The mean over one copy's batch: ATen's mean would also divide by the number of copies.
-        g = self.loss_grad(out, y) * self.replicas
+        g = self.loss_grad(out, y)
         for k in range(len(self.weights) - 1, -1, -1):
             inp, z, h = saved[k]
             if k < len(self.weights) - 1 or self.output_act:
