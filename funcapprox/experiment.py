@@ -235,7 +235,7 @@ def write_stage_files(plan: StagePlan, folder: Path) -> Path:
     space_file = folder / "search_space.json"
     write_json(space_file, plan.space)
     config = experiment_config(
-        name=plan.name, search_space_file=space_file, code_dir=code_dir,
+        name=plan.name, search_space=plan.space, code_dir=code_dir,
         command=trial_command(plan.fixed, warm=plan.warm_socket),
         workdir=plan.workdir, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,

@@ -47,7 +47,7 @@ def parse_duration(text: str | None, option: str) -> str | None:
 def experiment_config(
     *,
     name: str,
-    search_space_file: Path,
+    search_space: dict[str, Any],
     command: str,
     code_dir: Path,
     workdir: Path,
@@ -66,7 +66,8 @@ def experiment_config(
         raise ConfigError(f"--max-trials must be at least 1, not {max_trials}")
     config: dict[str, Any] = {
         "experimentName": name,
-        "searchSpaceFile": str(search_space_file),
+        # Inline, not searchSpaceFile: NNI re-reads that path on `nnictl view` and resume.
+        "searchSpace": search_space,
         "trialCommand": command,
         "trialCodeDirectory": str(code_dir),
         "trialConcurrency": concurrency,

@@ -127,3 +127,17 @@ def test_busy_port_is_a_clear_error(workdir):
     assert run.returncode == 1
     assert f"port {port} is in use" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_view_reopens_a_stopped_experiment_and_stop_closes_it(workdir):
+    run = funcapprox("search", "--stage", "nonarch", "--func", "square", "--max-trials", "1", "--epochs", "5",
+                     workdir=workdir)
+    assert run.returncode == 0, run.stderr + run.stdout
+    (exp_id,) = experiment_ids(workdir)
+    view = funcapprox("experiments", "--view", exp_id, workdir=workdir)
+    assert view.returncode == 0, view.stderr
+    port = int(view.stdout.split("http://127.0.0.1:")[1].split(";")[0])
+    assert manager_status(port) is not None  # NNI's web UI and REST API answer again
+    stop = funcapprox("experiments", "--stop", exp_id, workdir=workdir)
+    assert stop.returncode == 0 and f"experiment {exp_id} stopped" in stop.stdout
+    assert manager_status(port) is None

@@ -26,7 +26,7 @@ from funcapprox.trial import parse_fixed, resolve
 def _config(tmp_path, **kwargs):
     code_dir = tmp_path / "code"
     code_dir.mkdir(exist_ok=True)
-    args = dict(name="funcapprox square nonarch", search_space_file=default_space_path("nonarch"),
+    args = dict(name="funcapprox square nonarch", search_space=load_space(default_space_path("nonarch")),
                 command=trial_command({"func": "square"}), code_dir=code_dir, workdir=tmp_path / "exp")
     return experiment_config(**{**args, **kwargs})
 
@@ -43,7 +43,7 @@ def _set_pairs(command: str) -> list[str]:
 @pytest.mark.parametrize("tuner", list(TUNERS))
 @pytest.mark.parametrize("stage", ["nonarch", "arch"])
 def test_every_tuner_config_validates_with_nni(tmp_path, tuner, stage):
-    config = _config(tmp_path, tuner=tuner, search_space_file=default_space_path(stage), max_trials=5,
+    config = _config(tmp_path, tuner=tuner, search_space=load_space(default_space_path(stage)), max_trials=5,
                      max_duration="10m", max_trial_duration="90s")
     validate_with_nni(config)
     validate_with_nni(yaml.safe_load(to_yaml(config)))  # what dry_run and nnictl read back
@@ -82,7 +82,7 @@ def test_config_keys_and_limits(tmp_path):
     assert config["maxTrialDuration"] == "5m"
     assert config["trainingService"] == {"platform": "local", "useActiveGpu": False}
     assert config["experimentWorkingDirectory"] == str(tmp_path / "exp")
-    assert config["searchSpaceFile"] == str(default_space_path("nonarch"))
+    assert config["searchSpace"] == load_space(default_space_path("nonarch"))
     assert "maxTrialNumber" not in _config(tmp_path)
 
 
@@ -104,7 +104,7 @@ def test_config_errors(tmp_path, kwargs, words):
 
 
 def test_validate_with_nni_turns_nni_errors_into_config_errors(tmp_path):
-    config = _config(tmp_path, search_space_file=tmp_path / "missing.json")
+    config = {**_config(tmp_path), "trainingService": {"platform": "nonsense"}}
     with pytest.raises(ConfigError, match="NNI rejects the generated config"):
         validate_with_nni(config)
 
