@@ -19,7 +19,7 @@ from funcapprox.nniconfig import (
     trial_command,
     validate_with_nni,
 )
-from funcapprox.space import default_space_path, load_space, params_to_settings
+from funcapprox.space import default_space_path, grid_size, load_space, params_to_settings
 from funcapprox.trial import parse_fixed, resolve
 
 
@@ -187,3 +187,21 @@ def test_parse_duration_rejects_inf_and_nan(text):
     with pytest.raises(ConfigError) as info:
         parse_duration(text, "--max-duration")
     assert str(info.value) == DURATION_ERROR + repr(text)
+
+
+@pytest.mark.parametrize("name", ["nonarch", "arch"])
+def test_shipped_nnictl_templates_validate_and_their_trials_resolve(name):
+    from pathlib import Path
+
+    from nni.experiment.config import ExperimentConfig
+
+    from funcapprox.config import TrainConfig
+    from funcapprox.trial import parse_fixed
+
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yml"
+    config = ExperimentConfig.load(str(path))
+    config.validate()  # what `nnictl create --config configs/<name>.yml` checks first
+    raw = yaml.safe_load(path.read_text())
+    assert raw["maxTrialNumber"] == grid_size(load_space(path.parent / raw["searchSpaceFile"]))
+    fixed = parse_fixed(_set_pairs(raw["trialCommand"]))
+    TrainConfig.from_dict(fixed)
