@@ -255,6 +255,8 @@ def _run_stage(plan, follow: bool, keep_ui: bool):
         _print_table(experiment.ranked()[:5], experiment)
     if outcome.best_plot:
         click.echo(f"best fit plotted: {outcome.best_plot}")
+    if outcome.report:
+        click.echo(f"report: {outcome.report}")
     if keep_ui:
         click.echo(f"web UI still up at {outcome.launched.url}; stop it with "
                    f"`funcapprox experiments --stop {experiment.id}`")
@@ -412,6 +414,23 @@ def plot(trial_id, experiment_id, out, retrain, workdir):
     paths = _library_call(plot_trial, workdir.resolve(), experiment_id, trial_id, out, retrain)
     for path in paths:
         click.echo(f"wrote {path}")
+
+
+@cli.command()
+@experiment_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write [default: the experiment's funcapprox/report.html].")
+@workdir_option
+def report(experiment_id, out, workdir):
+    """Write one self-contained HTML report of an experiment: best fit, Pareto front,
+    parallel coordinates, per-parameter summaries, metric histories, failures.
+
+    Example: funcapprox report --experiment latest --out report.html
+    """
+    from .report import write_report
+
+    path = _library_call(write_report, workdir.resolve(), experiment_id, out)
+    click.echo(f"wrote {path}")
 
 
 @cli.command()

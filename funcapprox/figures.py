@@ -50,14 +50,14 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
     if out.parent and not out.parent.exists():
         raise FuncApproxError(f"the folder of --out {out} does not exist")
     fit = save_fit_plot(model, trial.config, out)
-    records = _history(trial)
+    records = trial_history(trial)
     history = draw_history([history_data(records, f"{trial.trial_id} {trial.arch}")],
                            title=f"metric history of trial {trial.trial_id} ({trial.arch}, experiment {experiment.id})")
     history_path = save_figure(history, out.with_name(out.stem + "-history.png"))
     return [fit, history_path]
 
 
-def _history(trial: TrialRecord) -> list[dict]:
+def trial_history(trial: TrialRecord) -> list[dict]:
     """The trial's evaluations with their epochs: its own history.json, else NNI's intermediate results."""
     from .artifacts import HISTORY_FILE, read_json
     from .train import EVAL_EVERY

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files, not windows: works on machines without a screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .artifacts import atomic_write  # noqa: E402
 from .config import TrainConfig  # noqa: E402
@@ -110,6 +111,107 @@ def draw_history(runs: Sequence[HistoryData], title: str = "metric history") -> 
     if any(run.label for run in runs):
         ax.legend(fontsize=8)
     return fig
+
+
+class ParetoData(NamedTuple):
+    n_params: np.ndarray  # every succeeded trial with a max error
+    max_error: np.ndarray
+    front_params: np.ndarray  # the Pareto front, smallest first
+    front_error: np.ndarray
+    front_labels: list[str]  # the front's architectures
+    marks: list[tuple[str, int, float]]  # (what, parameters, max error) of trials to point out
+
+
+def pareto_data(trials: Sequence, marks: dict | None = None) -> ParetoData:
+    """Max error against parameter count from TrialRecords; `marks` maps a label to a trial to point out."""
+    from .pareto import pareto_front
+
+    front = pareto_front(list(trials))
+    measured = [t for t in trials if t.status == "SUCCEEDED" and t.max_error is not None and t.n_params is not None]
+    return ParetoData(
+        np.array([t.n_params for t in measured], dtype=float),
+        np.array([t.max_error for t in measured], dtype=float),
+        np.array([t.n_params for t in front], dtype=float),
+        np.array([t.max_error for t in front], dtype=float),
+        [t.arch for t in front],
+        [(label, t.n_params, t.max_error) for label, t in (marks or {}).items()
+         if t.n_params is not None and t.max_error is not None],
+    )
+
+
+def draw_pareto(data: ParetoData, title: str = "max error against network size") -> Figure:
+    """All trials as grey points on a log parameter axis; the front as a labelled red staircase."""
+    fig, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
+    ax.scatter(data.n_params, data.max_error, s=16, color="0.6", alpha=0.6, lw=0, label="succeeded trials", zorder=2)
+    if len(data.front_params):
+        ax.step(data.front_params, data.front_error, where="post", color="tab:red", lw=1.2, alpha=0.7, zorder=3)
+        ax.scatter(data.front_params, data.front_error, s=36, color="tab:red", zorder=4, label="Pareto front")
+        for i, (x, y, label) in enumerate(zip(data.front_params, data.front_error, data.front_labels)):
+            below = i % 2  # alternate above and below, so neighbours of similar size and error stay legible
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, -12 if below else 6), fontsize=8,
+                        color="darkred")
+    styles = [{"marker": "*", "s": 190, "facecolor": "gold", "edgecolor": "black"},
+              {"marker": "o", "s": 150, "facecolor": "none", "edgecolor": "tab:blue", "linewidths": 2}]
+    for (label, x, y), style in zip(data.marks, styles * len(data.marks)):
+        ax.scatter([x], [y], label=label, zorder=5, **style)
+    ax.set_xscale("log")
+    # Plain counts at 1, 2 and 5 times powers of ten: readable however narrow the range.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    errors = data.max_error[np.isfinite(data.max_error) & (data.max_error > 0)]
+    if len(errors) and errors.max() / errors.min() > 20:  # errors spanning decades: a log axis keeps them apart
+        ax.set_yscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("max error on [0, 1]")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+class MetricByValue(NamedTuple):
+    name: str  # the parameter
+    labels: list[str]  # its values, in display order
+    metrics: list[np.ndarray]  # the final metrics of the succeeded trials with each value
+    failed: list[int]  # how many trials with each value did not succeed
+
+
+def draw_metric_by_value(panels: Sequence[MetricByValue], title: str = "") -> Figure:
+    """One panel per parameter: a box per value with every trial's metric as a dot over it."""
+    cols = min(len(panels), 2) or 1
+    rows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), layout="constrained", squeeze=False)
+    jitter = np.random.default_rng(0)  # fixed: the same report twice draws the same dots
+    for ax, panel in zip(axes.flat, panels):
+        positions = np.arange(1, len(panel.labels) + 1)
+        filled = [(p, m) for p, m in zip(positions, panel.metrics) if len(m)]
+        if filled:
+            ax.boxplot([m for _, m in filled], positions=[p for p, _ in filled], widths=0.55, showfliers=False,
+                       medianprops={"color": "tab:red", "lw": 2}, boxprops={"color": "0.35"},
+                       whiskerprops={"color": "0.35"}, capprops={"color": "0.35"})
+        for p, m in filled:
+            ax.scatter(p + jitter.uniform(-0.17, 0.17, len(m)), m, s=12, color="tab:blue", alpha=0.55, lw=0,
+                       zorder=3)
+        ticks = [f"{label}\n({n} failed)" if n else label for label, n in zip(panel.labels, panel.failed)]
+        ax.set_xticks(positions, ticks, fontsize=8, rotation=0 if len(panel.labels) <= 6 else 30)
+        ax.set_xlim(0.4, len(panel.labels) + 0.6)
+        ax.set_title(panel.name, fontsize=10)
+        ax.set_ylabel("metric", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """`fig` as PNG bytes (without matplotlib's software tag), and release it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:

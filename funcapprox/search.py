@@ -24,6 +24,7 @@ class StageOutcome:
     experiment: Experiment
     status: str
     best_plot: Path | None
+    report: Path | None = None
 
 
 def _raise_interrupt(signum, frame):
@@ -80,5 +81,14 @@ def run_stage(
         stop(launched.id, plan.workdir)
     experiment = load_experiment(plan.workdir, launched.id)
     mark(plan.workdir, launched.id, status=status, finished=True)
-    return StageOutcome(launched, experiment, status, plot_best(experiment))
+    return StageOutcome(launched, experiment, status, plot_best(experiment), _report(experiment))
+
+
+def _report(experiment: Experiment) -> Path | None:
+    """The experiment's HTML report, when at least one trial succeeded."""
+    from .report import write_report
+
+    if not experiment.succeeded():
+        return None
+    return write_report(experiment.folder.parent, experiment.id)
 

@@ -113,6 +113,7 @@ def test_stage_all_with_a_trial_budget(workdir):
     for exp_id in ids:
         assert len(load_experiment(workdir, exp_id).succeeded()) == 2
         assert (workdir / exp_id / "funcapprox" / "best.png").exists()
+        assert (workdir / exp_id / "funcapprox" / "report.html").exists()  # search writes the report
 
 
 def test_busy_port_is_a_clear_error(workdir):
