@@ -142,3 +142,37 @@ def test_view_reopens_a_stopped_experiment_and_stop_closes_it(workdir):
     stop = funcapprox("experiments", "--stop", exp_id, workdir=workdir)
     assert stop.returncode == 0 and f"experiment {exp_id} stopped" in stop.stdout
     assert manager_status(port) is None
+
+
+def test_ctrl_c_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path):
+    import signal
+    import time
+
+    space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [
+        0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008]}})
+    env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
+    search = subprocess.Popen([sys.executable, "-m", "funcapprox", "search", "--stage", "nonarch", "--func", "square",
+                               "--space", str(space), "--epochs", "100"], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            ids = experiment_ids(workdir)
+            if ids and load_experiment(workdir, ids[0]).succeeded():
+                break
+            time.sleep(1)
+        search.send_signal(signal.SIGINT)
+        out, err = search.communicate(timeout=120)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    (exp_id,) = experiment_ids(workdir)
+    assert search.returncode == 1
+    assert "search interrupted" in err and f"funcapprox results --experiment {exp_id}" in err
+    assert "Traceback" not in err
+    assert manager_status(read_meta(workdir / exp_id)["port"]) is None
+    assert read_meta(workdir / exp_id)["status"] == "INTERRUPTED"
+    experiment = load_experiment(workdir, exp_id)
+    assert 1 <= len(experiment.succeeded()) < 8
+    results = funcapprox("results", "--experiment", exp_id, "--format", "json", workdir=workdir)
+    assert results.returncode == 0 and any(r["status"] == "SUCCEEDED" for r in json.loads(results.stdout))
