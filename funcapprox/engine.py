@@ -53,35 +53,53 @@ def _loss_grad(name: str, scale: torch.Tensor = ONE) -> Callable[[torch.Tensor, 
 
 
 class FlatMLP:
-    """An MLP whose parameters and gradients each live in one flat buffer."""
+    """One MLP, or several copies of one architecture (one per seed), whose parameters and
+    gradients each live in one flat buffer.
 
-    def __init__(self, model: MLP, loss: str) -> None:
-        params = list(model.parameters())
-        total = sum(p.numel() for p in params)
+    The buffer is layer-major: block k holds parameter tensor k of every copy, so with
+    several copies each layer is one (copies, out, in) block and a step is the same few
+    batched operations whatever the count. Every copy's own tensors become views of the
+    buffer, so each model stays a usable nn.Module. One copy keeps plain 2-D operations.
+    """
+
+    def __init__(self, models: MLP | list[MLP], loss: str) -> None:
+        models = models if isinstance(models, list) else [models]
+        n = len(models)
+        per_model = [list(m.parameters()) for m in models]  # [copy][w0, b0, w1, b1, …]
+        total = sum(p.numel() for p in per_model[0]) * n
         self.params = torch.empty(total)
         self.grads = torch.zeros(total)
-        views, grad_views, offset = [], [], 0
-        for p in params:
-            n = p.numel()
-            self.params[offset : offset + n].copy_(p.data.reshape(-1))
-            p.data = self.params[offset : offset + n].view_as(p)  # the model now reads the flat buffer
-            views.append(p.data)
-            grad_views.append(self.grads[offset : offset + n].view_as(p))
-            offset += n
-        self.weights, self.biases = views[0::2], views[1::2]
-        self.weights_t = [w.t() for w in self.weights]
-        self.weight_grads, self.bias_grads = grad_views[0::2], grad_views[1::2]
-        self.act, self.act_backward = _activation(model.act_name)
-        self.loss_grad = _loss_grad(loss)
-        self.output_act = model.output_act
+        blocks, grad_blocks, offset = [], [], 0
+        for k, first in enumerate(per_model[0]):
+            size = first.numel() * n
+            block = self.params[offset : offset + size].view(n, *first.shape)
+            for copy, params in zip(block, per_model):
+                copy.copy_(params[k].data)
+                params[k].data = copy  # the model now reads the flat buffer
+            grad_block = self.grads[offset : offset + size].view(n, *first.shape)
+            blocks.append(block if n > 1 else block[0])
+            grad_blocks.append(grad_block if n > 1 else grad_block[0])
+            offset += size
+        self.batched = n > 1
+        self.weights, self.biases = blocks[0::2], blocks[1::2]
+        if self.batched:
+            self.biases = [b.unsqueeze(1) for b in self.biases]  # (copies, 1, out): broadcast over the batch
+        self.weights_t = [w.transpose(-2, -1) for w in self.weights]
+        self.weight_grads, self.bias_grads = grad_blocks[0::2], grad_blocks[1::2]
+        self.act, self.act_backward = _activation(models[0].act_name)
+        # ATen's mean runs over every copy's batch; each copy's loss is the mean over its own.
+        self.loss_grad = _loss_grad(loss, scale=torch.tensor(float(n)) if self.batched else ONE)
+        self.output_act = models[0].output_act
+        self.matmul, self.matmul_add = (torch.bmm, torch.baddbmm) if self.batched else (torch.mm, torch.addmm)
 
     def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
-        """Network output for x of shape (n, 1); `keep` collects (input, z, h) per layer."""
+        """Output for x of shape (n, 1), or (copies, n, 1) with copy r seeing x[r];
+        `keep` collects (input, z, h) per layer."""
         h = x
         last = len(self.weights) - 1
         for k, (wt, b) in enumerate(zip(self.weights_t, self.biases)):
             # The first layer has one input: a broadcast multiply-add beats a 1-wide matmul.
-            z = torch.addcmul(b, h, wt) if k == 0 else torch.addmm(b, h, wt)
+            z = torch.addcmul(b, h, wt) if k == 0 else self.matmul_add(b, h, wt)
             out = self.act(z) if (k < last or self.output_act) else z
             if keep is not None:
                 keep.append((h, z, out))
@@ -97,66 +115,10 @@ class FlatMLP:
             inp, z, h = saved[k]
             if k < len(self.weights) - 1 or self.output_act:
                 g = self.act_backward(g, z, h)
-            torch.mm(g.t(), inp, out=self.weight_grads[k])
-            torch.sum(g, 0, out=self.bias_grads[k])
+            self.matmul(g.transpose(-2, -1), inp, out=self.weight_grads[k])
+            torch.sum(g, -2, out=self.bias_grads[k])
             if k:
-                g = torch.mm(g, self.weights[k])
-
-
-class ReplicatedMLP:
-    """N copies of one architecture trained side by side: each layer's weights of all
-    copies form one (N, out, in) block, so a step is the same few batched operations
-    whatever N is. Copy r's parameters are views, and each copy stays an MLP module."""
-
-    def __init__(self, models: list[MLP], loss: str) -> None:
-        first = models[0]
-        n = len(models)
-        per_layer = [list(m.parameters()) for m in models]  # [copy][w0, b0, w1, b1, …]
-        total = sum(p.numel() for p in per_layer[0]) * n
-        self.params = torch.empty(total)
-        self.grads = torch.zeros(total)
-        blocks, grad_blocks, offset = [], [], 0
-        for k, p0 in enumerate(per_layer[0]):  # layer-major: block k holds tensor k of every copy
-            size = p0.numel() * n
-            block = self.params[offset : offset + size].view(n, *p0.shape)
-            for r in range(n):
-                block[r].copy_(per_layer[r][k].data)
-                per_layer[r][k].data = block[r]
-            blocks.append(block)
-            grad_blocks.append(self.grads[offset : offset + size].view(n, *p0.shape))
-            offset += size
-        self.weights, self.biases = blocks[0::2], [b.unsqueeze(1) for b in blocks[1::2]]  # (N, 1, out)
-        self.weights_t = [w.transpose(1, 2) for w in self.weights]
-        self.weight_grads, self.bias_grads = grad_blocks[0::2], grad_blocks[1::2]
-        self.act, self.act_backward = _activation(first.act_name)
-        # ATen's mean runs over every copy's batch; each copy's loss is the mean over its own.
-        self.loss_grad = _loss_grad(loss, scale=torch.tensor(float(n)))
-        self.output_act = first.output_act
-
-    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
-        """Outputs (N, n, 1) for x of shape (N, n, 1): copy r sees x[r]."""
-        h = x
-        last = len(self.weights) - 1
-        for k, (wt, b) in enumerate(zip(self.weights_t, self.biases)):
-            z = torch.addcmul(b, h, wt) if k == 0 else torch.baddbmm(b, h, wt)
-            out = self.act(z) if (k < last or self.output_act) else z
-            if keep is not None:
-                keep.append((h, z, out))
-            h = out
-        return h
-
-    def backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        saved: list = []
-        out = self.forward(x, saved)
-        g = self.loss_grad(out, y)
-        for k in range(len(self.weights) - 1, -1, -1):
-            inp, z, h = saved[k]
-            if k < len(self.weights) - 1 or self.output_act:
-                g = self.act_backward(g, z, h)
-            torch.bmm(g.transpose(1, 2), inp, out=self.weight_grads[k])
-            torch.sum(g, 1, out=self.bias_grads[k])
-            if k:
-                g = torch.bmm(g, self.weights[k])
+                g = self.matmul(g, self.weights[k])
 
 
 class SGD:

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from .config import TrainConfig
-from .engine import FlatMLP, ReplicatedMLP, make_optimizer
+from .engine import FlatMLP, make_optimizer
 from .model import MLP, build_model
 from .targets import grid, target
 
@@ -160,8 +160,7 @@ def train(
         torch.manual_seed(seed)  # model init: seed r initialises as a run with that seed alone
         models.append(build_model(config))
     data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]
-    # One seed: the 2-D step. Several: all of them in one batched step (the same few operations).
-    net = FlatMLP(models[0], config.loss) if len(seeds) == 1 else ReplicatedMLP(models, config.loss)
+    net = FlatMLP(models, config.loss)  # several seeds: one batched step for all of them
     optimizer = make_optimizer(config.optimizer, net.params, config.lr)
     evaluate = Evaluator(config.func)
     result = TrainResult(config, models, [[] for _ in seeds])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from funcapprox.config import TrainConfig
-from funcapprox.engine import FlatMLP, ReplicatedMLP
+from funcapprox.engine import FlatMLP
 from funcapprox.model import build_model
 from funcapprox.train import train
 
@@ -28,7 +28,7 @@ def test_batched_gradients_equal_each_copy_s_own(act, loss):
     for seed in (1, 2, 3):
         torch.manual_seed(seed)
         singles.append(FlatMLP(build_model(config), loss))
-    batched = ReplicatedMLP(models, loss)
+    batched = FlatMLP(models, loss)
     x = torch.rand(3, 50, 1, generator=torch.Generator().manual_seed(0))
     y = x.square()
     batched.backward(x, y)
