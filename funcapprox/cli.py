@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .config import ACTIVATIONS, DEFAULT_EPOCHS, LOSSES, OPTIMIZERS, TrainConfig, parse_hidden
+from .config import ACTIVATIONS, DEFAULT_EPOCHS, INITS, LOSSES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, parse_hidden
 from .errors import ConfigError, FuncApproxError
 from .nniconfig import TUNERS
 
@@ -75,11 +75,16 @@ def cli() -> None:
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--seeds", type=int, default=DEFAULTS.seeds, show_default=True,
               help="Train with this many seeds at once (seed, seed+1, …) and report the median.")
+@click.option("--init", type=_choice(INITS), default=DEFAULTS.init, show_default=True,
+              help="spread: first-layer kinks tiled over [0, 1]; default: PyTorch's (the study's).")
+@click.option("--lr-schedule", type=_choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule, show_default=True,
+              help="cosine: lr decays to 0 over the run; constant: the study's.")
 @click.option("--output-act", is_flag=True, help="Apply the activation after the output layer too (the study's code).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder [default: runs/FUNC-TIMESTAMP].")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
-def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, output_act, out, as_json):
+def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init, lr_schedule, output_act,
+          out, as_json):
     """Train one configuration and plot the fit.
 
     Example: funcapprox train --func oscillator --hidden 64,0,0 --act LeakyReLU --lr 0.005 --loss SmoothL1Loss
@@ -88,7 +93,8 @@ def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, 
 
     config = _library_call(
         TrainConfig, func=func, hidden=hidden, act=act, optimizer=optimizer, lr=lr, loss=loss, epochs=epochs,
-        samples=samples, batch=batch, seed=seed, seeds=seeds, output_act=output_act,
+        samples=samples, batch=batch, seed=seed, seeds=seeds, init=init, lr_schedule=lr_schedule,
+        output_act=output_act,
     )
     folder = out or default_run_dir(config)
     if not as_json:

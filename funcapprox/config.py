@@ -14,6 +14,8 @@ FUNCTION_ALIASES = {"quadratic": "square"}  # the study's code calls square "qua
 ACTIVATIONS = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus")
 OPTIMIZERS = ("SGD", "Adam", "RMSprop")
 LOSSES = ("SmoothL1Loss", "MSELoss")
+INITS = ("spread", "default")  # spread: first-layer kinks tiled over [0, 1] (model.spread_init); default: PyTorch's
+LR_SCHEDULES = ("cosine", "constant")  # cosine: from lr down to 0 over the run
 DEFAULT_EPOCHS = {"square": 250, "oscillator": 1000}  # the study's budgets
 MAX_LAYERS = 3
 MAX_WIDTH = 4096  # far above the study's 256; stops a typo from eating the machine's memory
@@ -92,6 +94,10 @@ class TrainConfig:
     seed: int = 12
     seeds: int = 1  # train with seeds seed, seed+1, …; the metric is then the median (see train.py)
     output_act: bool = False  # True reproduces the study: activation after the output layer too
+    # Measured to let single layers of 12-16 units fit the oscillator (README, "Small networks");
+    # init="default" with lr_schedule="constant" is the study's trainer.
+    init: str = "spread"
+    lr_schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         func = canonical_function(self.func)
@@ -101,6 +107,8 @@ class TrainConfig:
         set_(self, "act", _canonical(self.act, ACTIVATIONS, "act"))
         set_(self, "optimizer", _canonical(self.optimizer, OPTIMIZERS, "optimizer"))
         set_(self, "loss", _canonical(self.loss, LOSSES, "loss"))
+        set_(self, "init", _canonical(self.init, INITS, "init"))
+        set_(self, "lr_schedule", _canonical(self.lr_schedule, LR_SCHEDULES, "lr_schedule"))
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
             raise ConfigError(f"lr must be a number greater than 0, not {lr!r}")

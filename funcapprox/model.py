@@ -40,9 +40,34 @@ class MLP(nn.Module):
         return x
 
 
+SPREAD_SLOPE = 5.0  # |first-layer weight| of spread_init; with Adam a kink moves about lr/SPREAD_SLOPE per step
+
+
 def build_model(config: TrainConfig) -> MLP:
-    """A freshly initialised MLP (PyTorch's default init, drawn from torch's global RNG)."""
-    return MLP(config.hidden, config.act, config.output_act)
+    """A freshly initialised MLP: PyTorch's default init, drawn from torch's global RNG,
+    then reshaped by spread_init when config.init is "spread"."""
+    model = MLP(config.hidden, config.act, config.output_act)
+    if config.init == "spread":
+        spread_init(model)
+    return model
+
+
+@torch.no_grad()
+def spread_init(model: MLP, slope: float = SPREAD_SLOPE) -> None:
+    """Tile the first layer's kinks over [0, 1] and start the output weights at zero.
+
+    Unit i of n gets its kink (z = 0) at x = (i + 0.5)/n with slope +slope for even i and
+    -slope for odd i, so kinks face both ways and a piecewise-linear target needs only
+    small moves of each kink. Draws nothing from the RNG (the output bias keeps PyTorch's init).
+    """
+    first, last = model.layers[0], model.layers[-1]
+    n = first.out_features
+    kinks = (torch.arange(n, dtype=torch.float32) + 0.5) / n
+    weight = torch.full((n,), slope)
+    weight[1::2] = -slope
+    first.weight.copy_(weight.unsqueeze(1))
+    first.bias.copy_(-weight * kinks)
+    last.weight.zero_()
 
 
 def count_params(model: nn.Module) -> int:

@@ -166,14 +166,17 @@ def train(
     result = TrainResult(config, models, [[] for _ in seeds])
 
     f = target(config.func)
+    total_steps = config.epochs * math.ceil(config.samples / config.batch)
     start = time.perf_counter()
     with torch.inference_mode():  # no autograd bookkeeping: the backward pass is written out
         for epoch in range(1, config.epochs + 1):
             x = _draw(data_rngs, config.samples)  # a fresh epoch per seed, drawn at once
             for xb, yb in zip(x.split(config.batch, dim=-2), f(x).split(config.batch, dim=-2)):
+                if config.lr_schedule != "constant":
+                    optimizer.lr = lr_at(config.lr_schedule, config.lr, result.steps / total_steps)
                 net.backward(xb, yb)
                 optimizer.step(net.grads)
-            result.steps += math.ceil(config.samples / config.batch)
+                result.steps += 1
             if epoch % EVAL_EVERY == 0 or epoch == config.epochs:
                 evaluations = evaluate(net.forward, epoch, len(seeds))
                 for history, evaluation in zip(result.histories, evaluations):
@@ -191,6 +194,13 @@ def train(
                     break
     result.seconds = time.perf_counter() - start
     return result
+
+
+def lr_at(schedule: str, base: float, progress: float) -> float:
+    """The learning rate after `progress` (steps taken / total steps, in [0, 1)) of the run."""
+    if schedule == "cosine":  # from base down to 0 at the end of the run
+        return 0.5 * base * (1.0 + math.cos(math.pi * progress))
+    return base
 
 
 def _draw(rngs: list[torch.Generator], samples: int) -> torch.Tensor:
