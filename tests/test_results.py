@@ -17,7 +17,8 @@ from funcapprox.results import check_id, experiment_ids, load_experiment, resolv
 ORDER = ("ud7Qq", "wcNBM", "njzKx", "E3Yy2")  # NNI's trial sequence
 DIVERGED = "training diverged at epoch 5: the network output became NaN or infinite"
 # The recorded stage's fixed settings; settings added to TrainConfig since then take their defaults.
-STAGE_FIXED = {k: v for k, v in TrainConfig(func="square", optimizer="SGD", loss="MSELoss", epochs=10).to_dict().items()
+STAGE_FIXED = {k: v for k, v in TrainConfig(func="square", optimizer="SGD", loss="MSELoss", epochs=10, init="default",
+                                           lr_schedule="constant").to_dict().items()
                if k not in ("act", "lr")}
 
 

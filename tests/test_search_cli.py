@@ -370,7 +370,8 @@ def test_dry_run_arch_takes_the_handoff_from_the_recorded_experiment(workdir):
     settings = _trial_settings(config)
     assert "hidden" not in settings
     assert resolve(settings, {"arch": {"_name": "1 hidden layer", "hidden_size_1": 64}}) == TrainConfig(
-        func="square", hidden=(64,), act="Sigmoid", lr=0.01, optimizer="SGD", loss="MSELoss", epochs=10)
+        func="square", hidden=(64,), act="Sigmoid", lr=0.01, optimizer="SGD", loss="MSELoss", epochs=10,
+        init="default", lr_schedule="constant")  # stage 1 trained with the study's trainer: stage 2 keeps it
     meta = json.loads((workdir / ".dry-run" / "square-arch" / "run.json").read_text())
     assert meta["from_experiment"] == RECORDED_ID
     assert meta["handoff"]["act"] == "Sigmoid" and meta["grid_size"] == 126
@@ -569,7 +570,8 @@ def test_parse_set_values_rejects(pairs, words):
 def test_plan_stage_arch_from_the_recorded_experiment(workdir):
     plan = plan_stage("arch", "square", workdir)
     assert plan.from_experiment == RECORDED_ID
-    best = TrainConfig(func="square", act="Sigmoid", optimizer="SGD", lr=0.01, loss="MSELoss", epochs=10)
+    best = TrainConfig(func="square", act="Sigmoid", optimizer="SGD", lr=0.01, loss="MSELoss", epochs=10,
+                       init="default", lr_schedule="constant")
     assert plan.handoff == {k: v for k, v in best.to_dict().items() if k not in ("hidden", "func", "seed")}
     assert "hidden" not in plan.fixed and plan.fixed["func"] == "square"
     assert plan.grid_size == 126 and plan.max_trials == 126

@@ -152,10 +152,14 @@ def test_diverged_summary_keeps_the_finite_evaluations(tiny_config):
 # --- quality: the study's figures, trained for real at the default seed --------------------------------
 
 
+STUDY_TRAINER = {"init": "default", "lr_schedule": "constant"}
+
+
 @pytest.mark.slow
-def test_square_reaches_the_study_max_error():
+@pytest.mark.parametrize("trainer", [STUDY_TRAINER, {}], ids=["study-trainer", "defaults"])
+def test_square_reaches_the_study_max_error(trainer):
     config = TrainConfig(func="square", hidden=(16, 16, 16), act="Sigmoid", optimizer="Adam", lr=0.01,
-                         loss="MSELoss", epochs=250)
+                         loss="MSELoss", epochs=250, **trainer)
     result = train(config)
     assert result.ok
     assert result.last.max_error <= 0.02
@@ -163,10 +167,48 @@ def test_square_reaches_the_study_max_error():
 
 
 @pytest.mark.slow
-def test_oscillator_reaches_the_study_max_error_with_193_parameters():
+@pytest.mark.parametrize("trainer", [STUDY_TRAINER, {}], ids=["study-trainer", "defaults"])
+def test_oscillator_reaches_the_study_max_error_with_193_parameters(trainer):
     config = TrainConfig(func="oscillator", hidden="64,0,0", act="LeakyReLU", optimizer="Adam", lr=0.005,
-                         loss="SmoothL1Loss", epochs=1000)
+                         loss="SmoothL1Loss", epochs=1000, **trainer)
     result = train(config)
     assert result.ok
     assert config.n_params == 193
     assert result.last.max_error <= 0.006
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("units", [12, 16])
+def test_a_single_layer_of_at_most_16_units_fits_the_oscillator(units):
+    """The study's budget; the study needed 64 units and found < 16 never learned."""
+    config = TrainConfig(func="oscillator", hidden=(units,), act="LeakyReLU", optimizer="Adam", lr=0.02,
+                         loss="SmoothL1Loss", epochs=1000)
+    assert (config.init, config.lr_schedule) == ("spread", "cosine")  # the defaults
+    result = train(config)
+    assert result.ok and result.last.max_error <= 0.006
+
+
+@pytest.mark.slow
+def test_the_study_trainer_does_not_fit_the_oscillator_with_16_units():
+    config = TrainConfig(func="oscillator", hidden=(16,), act="LeakyReLU", optimizer="Adam", lr=0.02,
+                         loss="SmoothL1Loss", epochs=1000, **STUDY_TRAINER)
+    assert train(config).last.max_error > 0.006
+
+
+def test_spread_init_tiles_the_kinks():
+    from funcapprox.model import build_model
+
+    model = build_model(TrainConfig(hidden=(4, 3), init="spread"))
+    weight, bias = model.layers[0].weight.squeeze(1), model.layers[0].bias
+    assert torch.allclose(-bias / weight, torch.tensor([0.125, 0.375, 0.625, 0.875]))
+    assert weight.tolist() == [5.0, -5.0, 5.0, -5.0]
+    assert model.layers[-1].weight.abs().sum() == 0
+
+
+def test_cosine_schedule():
+    from funcapprox.train import lr_at
+
+    assert lr_at("cosine", 0.02, 0.0) == 0.02
+    assert lr_at("cosine", 0.02, 0.5) == pytest.approx(0.01)
+    assert lr_at("cosine", 0.02, 0.999) < 1e-6
+    assert lr_at("constant", 0.02, 0.7) == 0.02
