@@ -99,7 +99,12 @@ class FlatMLP:
         last = len(self.weights) - 1
         for k, (wt, b) in enumerate(zip(self.weights_t, self.biases)):
             # The first layer has one input: a broadcast multiply-add beats a 1-wide matmul.
-            z = torch.addcmul(b, h, wt) if k == 0 else self.matmul_add(b, h, wt)
+            if k == 0:
+                z = torch.addcmul(b, h, wt)
+            elif k == last and self.batched:  # one output: a batched 1-wide matmul is slower than this
+                z = torch.sum(h * self.weights[k], -1, keepdim=True).add_(b)
+            else:
+                z = self.matmul_add(b, h, wt)
             out = self.act(z) if (k < last or self.output_act) else z
             if keep is not None:
                 keep.append((h, z, out))
@@ -117,7 +122,9 @@ class FlatMLP:
                 g = self.act_backward(g, z, h)
             self.matmul(g.transpose(-2, -1), inp, out=self.weight_grads[k])
             torch.sum(g, -2, out=self.bias_grads[k])
-            if k:
+            if k == len(self.weights) - 1 and self.batched:
+                g = g * self.weights[k]  # (copies, n, 1) × (copies, 1, in): an outer product
+            elif k:
                 g = self.matmul(g, self.weights[k])
 
 
