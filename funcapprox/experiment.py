@@ -38,16 +38,11 @@ from .space import (
 )
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
-WORKDIR_VARIABLE = "FUNCAPPROX_WORKDIR"
 FINISHED = ("DONE", "STOPPED", "ERROR")
 EXHAUSTED = ("TUNER_NO_MORE_TRIAL", "NO_MORE_TRIAL")  # GridSearch ends here, never in DONE
 ACTIVE_TRIALS = ("WAITING", "RUNNING", "UNKNOWN")
 # Settings stage 2 takes over from stage 1's best trial: everything but the network.
 HANDOFF_EXCLUDE = ("hidden", "func", "seed")
-
-
-def default_workdir() -> Path:
-    return Path(os.environ.get(WORKDIR_VARIABLE) or "experiments").resolve()
 
 
 @dataclass
