@@ -225,7 +225,7 @@ def _dry_run(plan) -> None:
 
 
 def _run_stage(plan, follow: bool, keep_ui: bool):
-    from .search import Interrupted, run_stage
+    from .search import run_stage
 
     if plan.handoff:
         source = f"best trial of {plan.from_experiment}" if plan.from_experiment else "--set"
@@ -239,10 +239,7 @@ def _run_stage(plan, follow: bool, keep_ui: bool):
     try:
         outcome = run_stage(plan, follow=follow, keep_ui=keep_ui, on_launch=on_launch,
                             on_progress=_progress_line())
-    except Interrupted as exc:
-        click.echo("", err=True)
-        raise click.ClickException(str(exc)) from None
-    except FuncApproxError as exc:
+    except FuncApproxError as exc:  # Interrupted included: the message says what was kept
         click.echo("", err=True)
         raise click.ClickException(str(exc)) from None
     if not follow:
