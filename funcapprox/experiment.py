@@ -398,11 +398,7 @@ def stop(exp_id: str, workdir: Path) -> None:
 
 def _kill_leftover(exp_id: str) -> None:
     """If nnictl stop left the manager running, end it through NNI's manifest pid."""
-    manifest = Path.home() / "nni-experiments" / ".experiment"
-    try:
-        pid = json.loads(manifest.read_text()).get(exp_id, {}).get("pid")
-    except (OSError, ValueError, AttributeError):
-        return
+    pid = manifest_entry(exp_id).get("pid")
     if not isinstance(pid, int):
         return
     try:
@@ -420,6 +416,7 @@ def mark(workdir: Path, exp_id: str, **fields: Any) -> None:
 
 
 def manifest_entry(exp_id: str) -> dict[str, Any]:
+    """NNI's own record of an experiment (port, pid, status) in ~/nni-experiments/.experiment."""
     manifest = Path.home() / "nni-experiments" / ".experiment"
     try:
         return json.loads(manifest.read_text()).get(exp_id, {}) or {}

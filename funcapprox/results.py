@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import CONFIG_FILE, load_config, read_json
+from .artifacts import CONFIG_FILE, RECEIVED_FILE, load_config, read_json
 from .config import TrainConfig
 from .errors import ConfigError, ExperimentError, FuncApproxError
 from .space import params_to_settings
 
 META_DIR = "funcapprox"  # our files inside NNI's experiment folder
 META_FILE = "run.json"
-RECEIVED_FILE = "parameters.json"  # written by funcapprox.trial
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 

@@ -20,9 +20,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from .artifacts import RECEIVED_FILE
 from .config import TrainConfig
 from .errors import ConfigError
-from .results import RECEIVED_FILE
 from .space import params_to_settings
 
 CHANNEL_VARIABLE = "NNI_TRIAL_COMMAND_CHANNEL"
