@@ -22,6 +22,7 @@ SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 ALIASES = {"act_func": "act", "learning_rate": "lr"}
 HIDDEN_KEYS = tuple(f"hidden_size_{i}" for i in range(1, MAX_LAYERS + 1))
 ARCH_KEY = "arch"  # the nested choice that holds the hidden sizes
+POINT_KEY = "point"  # the nested choice of a resumed grid: one branch per point still to run (resume.py)
 NNI_TYPES = {
     "choice", "randint", "uniform", "quniform", "loguniform", "qloguniform",
     "normal", "qnormal", "lognormal", "qlognormal",
@@ -191,7 +192,7 @@ def params_to_settings(params: Any, source: str = "the trial's parameters") -> d
         raise ConfigError(f"{source} must be a JSON object, not {type(params).__name__}")
     flat: dict[str, Any] = {}
     for key, value in params.items():
-        if key == ARCH_KEY and isinstance(value, dict):
+        if key in (ARCH_KEY, POINT_KEY) and isinstance(value, dict):
             flat.update({k: v for k, v in value.items() if k != "_name"})
         else:
             flat[key] = value
