@@ -187,17 +187,28 @@ experiment_option = click.option(
 @click.option("--no-wait", is_flag=True, help="Start the experiment and return; follow it in the web UI.")
 @click.option("--keep-ui", is_flag=True, help="Leave the NNI manager and web UI running after the search.")
 @click.option("--dry-run", is_flag=True, help="Write and validate the experiment's files, print them, start nothing.")
-def search(stage, func, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials, max_duration,
-           max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run):
+@click.option("--resume", "resume_id", metavar="EXP_ID",
+              help="Continue a stopped or interrupted experiment: run only what it has not run yet.")
+@click.pass_context
+def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials, max_duration,
+           max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, resume_id):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
 
     Example: funcapprox search --stage all --func oscillator
     """
     from .experiment import parse_set_values, plan_stage
 
+    workdir = workdir.resolve()
+    if resume_id is not None:
+        given = [f"--{name.replace('_', '-')}" for name in ctx.params
+                 if name not in ("resume_id", "port", "workdir", "keep_ui")
+                 and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"--resume continues the experiment as it was started; drop {', '.join(given)}")
+        _resume(workdir, resume_id, port, keep_ui)
+        return
     if stage == "all" and (space_file or from_experiment or no_wait):
         raise click.UsageError("--space, --from and --no-wait go with a single --stage (nonarch or arch)")
-    workdir = workdir.resolve()
     set_values = _library_call(parse_set_values, (*set_pairs, *([f"seeds={seeds}"] if seeds else [])))
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
@@ -210,7 +221,44 @@ def search(stage, func, space_file, set_pairs, from_experiment, tuner, concurren
             if name == "nonarch" and stage == "all":
                 click.echo("(stage arch would take its fixed settings from this stage's best trial)")
             return
+        if stage == "all" and name == "nonarch":  # so that --resume can go on with stage 2
+            plan.next_stage = {"stage": "arch", "set_values": set_values, "epochs": epochs,
+                               "limits": {k: v for k, v in limits.items() if k != "port"}}
         _run_stage(plan, follow=not no_wait, keep_ui=keep_ui)
+
+
+def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None:
+    from .experiment import plan_stage
+    from .results import check_id
+    from .search import StageOutcome, resume_stage
+
+    _library_call(check_id, exp_id)
+
+    def on_launch(launched, plan) -> None:
+        click.echo(f"experiment {launched.id} resumed: {plan.done} done, {plan.to_run} to run; "
+                   f"web UI {launched.url}")
+
+    try:
+        outcome = resume_stage(workdir, exp_id, port=port, keep_ui=keep_ui, on_launch=on_launch,
+                               on_progress=_progress_line())
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    except FuncApproxError as exc:
+        click.echo("", err=True)
+        raise click.ClickException(str(exc)) from None
+    if not isinstance(outcome, StageOutcome):
+        click.echo(f"experiment {outcome.id} has nothing left to run ({outcome.done} done)")
+        experiment = outcome.experiment
+    else:
+        click.echo("", err=True)
+        _print_outcome(outcome, keep_ui)
+        experiment = outcome.experiment
+    then = experiment.meta.get("next_stage")
+    if isinstance(then, dict) and experiment.succeeded():  # stage 1 of `--stage all`: go on with stage 2
+        plan = _library_call(plan_stage, then["stage"], experiment.func, workdir, from_experiment=experiment.id,
+                             set_values=then.get("set_values"), epochs=then.get("epochs"),
+                             **then.get("limits", {}), port=port)
+        _run_stage(plan, follow=True, keep_ui=keep_ui)
 
 
 def _dry_run(plan) -> None:
@@ -247,6 +295,11 @@ def _run_stage(plan, follow: bool, keep_ui: bool):
                    f"`funcapprox experiments --stop {outcome.launched.id}`")
         return outcome
     click.echo("", err=True)
+    _print_outcome(outcome, keep_ui)
+    return outcome
+
+
+def _print_outcome(outcome, keep_ui: bool) -> None:
     experiment = outcome.experiment
     counts = experiment.counts()
     click.echo(f"experiment {experiment.id} finished ({outcome.status}): "
@@ -263,7 +316,6 @@ def _run_stage(plan, follow: bool, keep_ui: bool):
     if keep_ui:
         click.echo(f"web UI still up at {outcome.launched.url}; stop it with "
                    f"`funcapprox experiments --stop {experiment.id}`")
-    return outcome
 
 
 def _progress_line():

@@ -7,10 +7,12 @@ the stage, the fixed settings and where they came from) end up in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from .config import TrainConfig
 from .errors import ConfigError, ExperimentError
 from .nniconfig import TUNERS, experiment_config, to_yaml, trial_command
 from .results import META_DIR, META_FILE, Experiment, experiment_ids, load_experiment, read_meta
+from .resume import ResumePlan, plan_resume, prepare_store
 from .space import (
     ALIASES,
     default_space_path,
@@ -63,6 +66,7 @@ class StagePlan:
     from_experiment: str | None = None
     space_source: str = ""
     warm_socket: str | None = None  # a running funcapprox.warm worker for the trials
+    next_stage: dict[str, Any] | None = None  # stage 2's arguments when this is stage 1 of `--stage all`
 
     @property
     def func(self) -> str:
@@ -260,7 +264,7 @@ def _meta(plan: StagePlan, exp_id: str | None) -> dict[str, Any]:
         "id": exp_id, "stage": plan.stage, "fixed": plan.fixed, "handoff": plan.handoff,
         "from_experiment": plan.from_experiment, "space_source": plan.space_source, "tuner": plan.tuner,
         "concurrency": plan.concurrency, "max_trials": plan.max_trials, "max_duration": plan.max_duration,
-        "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING",
+        "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING", "next_stage": plan.next_stage,
     }
 
 
@@ -279,7 +283,7 @@ def launch(plan: StagePlan) -> Launched:
     config_file = write_stage_files(plan, staging)
     command = [nnictl_path(), "create", "--config", str(config_file), "--port", str(port)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
         output = done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         output, done = str(exc.stdout or "") + str(exc.stderr or ""), None
@@ -296,6 +300,53 @@ def launch(plan: StagePlan) -> Launched:
     staging.rename(folder / META_DIR)
     write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port})
     return Launched(exp_id, port, folder)
+
+
+def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: str | None = None,
+           ) -> tuple[Launched | None, ResumePlan]:
+    """Restart a stopped experiment with `nnictl resume` to run what it has not run yet (see resume.py).
+
+    Returns no Launched when nothing is left to run.
+    """
+    experiment = load_experiment(workdir, exp_id)
+    folder = workdir / experiment.id
+    meta = experiment.meta
+    if not meta.get("fixed"):
+        raise ConfigError(f"experiment {experiment.id} was not started by funcapprox search; it cannot be resumed here")
+    live_port = manifest_entry(experiment.id).get("port") or meta.get("port")
+    if isinstance(live_port, int) and manager_status(live_port) is not None:
+        raise ExperimentError(f"experiment {experiment.id} is still running (web UI http://127.0.0.1:{live_port}); "
+                              f"stop it first with `funcapprox experiments --stop {experiment.id}`")
+    try:
+        space = json.loads((folder / META_DIR / "search_space.json").read_text())
+    except (OSError, ValueError):
+        raise ExperimentError(f"experiment {experiment.id} has no readable search space in {folder / META_DIR}; "
+                              "it cannot be resumed") from None
+    plan = plan_resume(experiment, space)
+    if plan.to_run == 0:
+        return None, plan
+    if port is not None and port_in_use(port):
+        raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
+    port = port or free_port()
+    prepare_store(folder, plan, trial_command(meta["fixed"], warm=warm_socket))
+    # --experiment_dir is the work folder holding <id>/ (NNI's manifest may not know this experiment)
+    command = [nnictl_path(), "resume", experiment.id, "--port", str(port), "--experiment_dir", str(workdir)]
+    output = _run_nnictl(command)
+    if manager_status(port) is None:
+        stop(experiment.id, workdir)
+        raise ExperimentError(_start_failure(output, workdir, experiment.id).replace("start", "resume", 1))
+    resumes = [*meta.get("resumes", []), {"at": time.time(), "to_run": plan.to_run}]
+    mark(workdir, experiment.id, status="RUNNING", port=port, resumes=resumes)
+    return Launched(experiment.id, port, folder), plan
+
+
+def _run_nnictl(command: list[str]) -> str:
+    """Run nnictl in a session of its own: a Ctrl-C at the terminal must not cut it off halfway."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
+        return done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        return str(exc.stdout or "") + str(exc.stderr or "") + " (nnictl timed out after 180 s)"
 
 
 def _strip_ansi(text: str) -> str:
@@ -371,7 +422,7 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         experiment = load_experiment(workdir, launched.id)
         if status is None:
             silent_since = silent_since or time.time()
-            if time.time() - silent_since > manager_grace:
+            if time.time() - silent_since > manager_grace or not _manager_alive(launched.id):
                 log = launched.folder / "log" / "nnimanager.log"
                 raise ExperimentError(
                     f"the NNI manager of experiment {launched.id} stopped answering on port {launched.port}; "
@@ -387,26 +438,57 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         time.sleep(poll)
 
 
+def _manager_alive(exp_id: str) -> bool:
+    """False once the manager's process is gone (no need to wait out the grace period then)."""
+    pid = manifest_entry(exp_id).get("pid")
+    if not isinstance(pid, int):
+        return True  # nothing to go by: rely on the grace period
+    cmdline = _cmdline(pid)
+    return cmdline is not None and exp_id.encode() in cmdline
+
+
 def stop(exp_id: str, workdir: Path) -> None:
     """Stop the experiment's manager with `nnictl stop`; a no-op if it is not running."""
     try:
-        subprocess.run([nnictl_path(), "stop", exp_id], capture_output=True, text=True, timeout=120)
+        subprocess.run([nnictl_path(), "stop", exp_id], capture_output=True, text=True, timeout=120,
+                       start_new_session=True)
     except subprocess.TimeoutExpired:
         pass
     _kill_leftover(exp_id)
 
 
 def _kill_leftover(exp_id: str) -> None:
-    """If nnictl stop left the manager running, end it through NNI's manifest pid."""
+    """End what `nnictl stop` left behind: a manager that did not stop, and trial processes
+    of this experiment that outlived a manager which died (they would run on, unheard)."""
     pid = manifest_entry(exp_id).get("pid")
-    if not isinstance(pid, int):
-        return
+    if isinstance(pid, int) and _cmdline(pid) is not None and exp_id.encode() in _cmdline(pid):
+        os.kill(pid, signal.SIGTERM)
+    for trial_pid in trial_processes(exp_id):
+        with contextlib.suppress(OSError):
+            os.kill(trial_pid, signal.SIGKILL)
+
+
+def trial_processes(exp_id: str) -> list[int]:
+    """Processes NNI started as trials of this experiment (found by the NNI_EXP_ID they carry)."""
+    marker = f"NNI_EXP_ID={exp_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes | None:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return
-    if exp_id.encode() in cmdline:
-        os.kill(pid, 15)
+        return None
 
 
 def mark(workdir: Path, exp_id: str, **fields: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +10,10 @@ from typing import Callable
 
 from . import warm
 from .errors import FuncApproxError
-from .experiment import Launched, Progress, StagePlan, launch, mark, stop, wait
+from .experiment import Launched, Progress, StagePlan, launch, mark, resume, stop, wait
 from .figures import plot_best
 from .results import Experiment, load_experiment
+from .resume import ResumePlan
 
 
 class Interrupted(FuncApproxError):
@@ -31,21 +33,45 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _follow(launched: Launched, plan: StagePlan, on_progress, poll: float) -> str:
+def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: int | None) -> str:
     """Wait for the experiment; on Ctrl-C, SIGTERM or a lost manager, stop it and keep what finished."""
     try:
-        return wait(launched, plan.workdir, on_progress, poll=poll, total=plan.max_trials)
+        return wait(launched, workdir, on_progress, poll=poll, total=total)
     except KeyboardInterrupt:
-        stop(launched.id, plan.workdir)
-        mark(plan.workdir, launched.id, status="INTERRUPTED")
+        with _signals_ignored():  # a second Ctrl-C must not leave the manager half stopped
+            stop(launched.id, workdir)
+            mark(workdir, launched.id, status="INTERRUPTED")
         raise Interrupted(
             f"search interrupted; experiment {launched.id} stopped, its finished trials are kept "
-            f"(funcapprox results --experiment {launched.id})"
+            f"(funcapprox results --experiment {launched.id}); continue it with "
+            f"`funcapprox search --resume {launched.id}`"
         ) from None
-    except FuncApproxError:
-        stop(launched.id, plan.workdir)
-        mark(plan.workdir, launched.id, status="ERROR")
-        raise
+    except FuncApproxError as exc:
+        with _signals_ignored():
+            stop(launched.id, workdir)
+            mark(workdir, launched.id, status="ERROR")
+        raise type(exc)(f"{exc}; once the cause is fixed, continue it with "
+                        f"`funcapprox search --resume {launched.id}`") from None
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a service manager, `kill`) stops the search like Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_stage(
@@ -67,20 +93,43 @@ def run_stage(
         if on_launch is not None:
             on_launch(launched)
         return StageOutcome(launched, load_experiment(plan.workdir, launched.id), "RUNNING", None)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        with warm.worker() as socket_path:  # lives as long as we follow the experiment
-            plan.warm_socket = socket_path
-            launched = launch(plan)
-            if on_launch is not None:
-                on_launch(launched)
-            status = _follow(launched, plan, on_progress, poll)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with _sigterm_interrupts(), warm.worker() as socket_path:  # the worker lives while we follow
+        plan.warm_socket = socket_path
+        launched = launch(plan)
+        if on_launch is not None:
+            on_launch(launched)
+        status = _follow(launched, plan.workdir, on_progress, poll, plan.max_trials)
+    return _finish(launched, plan.workdir, status, keep_ui)
+
+
+def resume_stage(
+    workdir: Path,
+    exp_id: str,
+    *,
+    port: int | None = None,
+    keep_ui: bool = False,
+    on_launch: Callable[[Launched, ResumePlan], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    poll: float = 2.0,
+) -> StageOutcome | ResumePlan:
+    """Run what a stopped experiment has not run yet (see resume.py); the plan alone if nothing is left."""
+    with _sigterm_interrupts(), warm.worker() as socket_path:
+        launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
+        if launched is None:
+            return plan
+        if on_launch is not None:
+            on_launch(launched, plan)
+        total = len(plan.experiment.trials) + plan.to_run
+        status = _follow(launched, workdir, on_progress, poll, total)
+    return _finish(launched, workdir, status, keep_ui)
+
+
+def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool) -> StageOutcome:
+    """Stop the manager (unless kept for its web UI), record the end, plot the best, write the report."""
     if not keep_ui:
-        stop(launched.id, plan.workdir)
-    experiment = load_experiment(plan.workdir, launched.id)
-    mark(plan.workdir, launched.id, status=status, finished=True)
+        stop(launched.id, workdir)
+    experiment = load_experiment(workdir, launched.id)
+    mark(workdir, launched.id, status=status, finished=True)
     return StageOutcome(launched, experiment, status, plot_best(experiment), _report(experiment))
 
 

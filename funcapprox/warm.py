@@ -142,7 +142,9 @@ def worker() -> Iterator[str | None]:
         return
     folder = tempfile.mkdtemp(prefix="funcapprox-warm-")  # short path: sockets allow ~100 characters
     path = str(Path(folder) / "socket")
-    process = subprocess.Popen([sys.executable, "-m", "funcapprox.warm", path],
+    # A session of its own: a Ctrl-C at the terminal goes to `funcapprox search`, which stops
+    # the experiment in order, not to the trials running in this worker's children.
+    process = subprocess.Popen([sys.executable, "-m", "funcapprox.warm", path], start_new_session=True,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield path
