@@ -42,8 +42,11 @@ from .space import (
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
 FINISHED = ("DONE", "STOPPED", "ERROR")
-EXHAUSTED = ("TUNER_NO_MORE_TRIAL", "NO_MORE_TRIAL")  # GridSearch ends here, never in DONE
+EXHAUSTED = "TUNER_NO_MORE_TRIAL"  # GridSearch ends here, never in DONE (NO_MORE_TRIAL turns DONE by itself)
+EXHAUSTED_IDLE = 12.0  # seconds: NNI polls every 5 s, and creating a trial took up to 3 s here
 ACTIVE_TRIALS = ("WAITING", "RUNNING", "UNKNOWN")
+# A trial leaves about 80 KiB (its files, NNI's store and logs): the study's 306 trials about 25 MiB.
+MIN_FREE_BYTES = 64 * 2**20
 # Settings stage 2 takes over from stage 1's best trial: everything but the network.
 HANDOFF_EXCLUDE = ("hidden", "func", "seed")
 
@@ -264,15 +267,32 @@ def _meta(plan: StagePlan, exp_id: str | None) -> dict[str, Any]:
         "id": exp_id, "stage": plan.stage, "fixed": plan.fixed, "handoff": plan.handoff,
         "from_experiment": plan.from_experiment, "space_source": plan.space_source, "tuner": plan.tuner,
         "concurrency": plan.concurrency, "max_trials": plan.max_trials, "max_duration": plan.max_duration,
+        "max_trial_duration": plan.max_trial_duration,
         "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING", "next_stage": plan.next_stage,
     }
+
+
+def check_workdir(workdir: Path) -> None:
+    """Fail before launch, not mid-search, when the work folder cannot take an experiment."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
+            pass
+        free = shutil.disk_usage(workdir).free
+    except OSError as exc:
+        raise ExperimentError(f"cannot write to the work folder {workdir}: {exc.strerror}; "
+                              "pick another with --workdir") from None
+    if free < MIN_FREE_BYTES:
+        raise ExperimentError(f"only {free / 2**20:.1f} MiB free in the work folder {workdir}; a search needs "
+                              f"at least {MIN_FREE_BYTES // 2**20} MiB (NNI's logs and store, every trial's "
+                              "files): free some space or pick another folder with --workdir")
 
 
 def launch(plan: StagePlan) -> Launched:
     """Write the stage's files and start the experiment with `nnictl create`."""
     workdir = plan.workdir
+    check_workdir(workdir)
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".new-", dir=workdir))
     except OSError as exc:
         raise ExperimentError(f"cannot write to the work folder {workdir}: {exc.strerror}") from None
@@ -325,6 +345,7 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     plan = plan_resume(experiment, space)
     if plan.to_run == 0:
         return None, plan
+    check_workdir(workdir)
     if port is not None and port_in_use(port):
         raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
     port = port or free_port()
@@ -411,12 +432,14 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
          poll: float = 2.0, total: int | None = None, manager_grace: float = 15.0) -> str:
     """Follow the experiment until its space is exhausted or a limit is hit; return NNI's final status.
 
-    GridSearch leaves NNI in TUNER_NO_MORE_TRIAL, never DONE: that with no trial still
-    waiting or running counts as finished. A manager that stops answering for
+    GridSearch leaves NNI in TUNER_NO_MORE_TRIAL, never DONE (unless maxTrialNumber, set to
+    the grid size, is reached): that with no trial waiting or running for EXHAUSTED_IDLE
+    seconds counts as finished. A manager that stops answering for
     `manager_grace` seconds is reported with its log tail instead of waited on forever.
     """
     start = time.time()
     silent_since: float | None = None
+    idle_since: float | None = None
     while True:
         status = manager_status(launched.port)
         experiment = load_experiment(workdir, launched.id)
@@ -432,10 +455,26 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
             silent_since = None
         if on_progress is not None and status is not None:
             on_progress(Progress(experiment, status, time.time() - start, total))
-        active = any(t.status in ACTIVE_TRIALS for t in experiment.trials)
-        if status in FINISHED or (status in EXHAUSTED and not active):
+        if status in FINISHED:
             return status
+        if status == EXHAUSTED and _live_trials(launched.port) is False:
+            # The manager submits the tuner's last parameters some seconds after saying "no more":
+            # finished only once nothing has run for a while.
+            idle_since = idle_since or time.time()
+            if time.time() - idle_since >= EXHAUSTED_IDLE:
+                return status
+        else:
+            idle_since = None
         time.sleep(poll)
+
+
+def _live_trials(port: int) -> bool | None:
+    """Whether the manager has trials waiting or running. Asked of the manager, not its store,
+    which records a trial just submitted a moment later."""
+    try:
+        return any(t.get("status") in ACTIVE_TRIALS for t in rest(port, "trial-jobs"))
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return None  # not known: keep waiting
 
 
 def _manager_alive(exp_id: str) -> bool:

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from .space import params_to_settings
 
 META_DIR = "funcapprox"  # our files inside NNI's experiment folder
 META_FILE = "run.json"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
 
@@ -113,7 +113,7 @@ class Experiment:
 
 def check_id(value: str, what: str = "experiment id") -> str:
     """Ids come from the command line: letters, digits, - and _ only, never a path."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):  # "^…$" let "id\n" through
         raise ConfigError(f"{value!r} is not a valid {what} (letters, digits, - and _ only)")
     return value
 
@@ -129,7 +129,7 @@ def experiment_ids(workdir: Path) -> list[str]:
             continue
         try:
             created = float(json.loads(meta.read_text()).get("created", 0))
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):  # "created": null, [], …
             created = meta.stat().st_mtime
         found.append((created, meta.parent.parent.name))
     return [name for _, name in sorted(found)]
@@ -183,8 +183,45 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
     if profile:
         record.start = profile[0] / 1000 if profile[0] else None
         record.end = profile[1] / 1000 if profile[1] else None
-    record.trials = _trials(events, metrics, meta.get("fixed", {}), folder)
+    record.trials = _explain_endings(_trials(events, metrics, meta.get("fixed", {}), folder), events, meta)
     return record
+
+
+def _explain_endings(trials: list[TrialRecord], events: list, meta: dict[str, Any]) -> list[TrialRecord]:
+    """Say why a trial ended early where NNI's word hides it.
+
+    NNI 3.0 records a trial killed by a signal as USER_CANCELED, and one stopped for
+    running past maxTrialDuration as EARLY_STOPPED or (a race in NNI) USER_CANCELED; no
+    assessor is configured here, so both are failures of the trial, shown as FAILED with
+    the reason. A trial the user cancelled (USER_TO_CANCEL in the store) or that ended
+    with its experiment stays as NNI said.
+    """
+    by_user = {row[1] for row in events if row[2] == "USER_TO_CANCEL"}
+    started = {row[1]: row[0] for row in reversed(events) if row[2] in ("WAITING", "RUNNING")}
+    ended = {row[1]: row[0] for row in events if row[2] in TERMINAL}
+    explained = []
+    for t in trials:
+        end = ended.get(t.trial_id)
+        went_on = end is not None and any(begun > end for begun in started.values())
+        limit = _duration_seconds(meta.get("max_trial_duration"))
+        over_time = limit is not None and t.seconds is not None and t.seconds >= limit
+        if t.status in ("EARLY_STOPPED", "USER_CANCELED") and t.trial_id not in by_user and over_time:
+            t = replace(t, status="FAILED", reason=f"ran longer than --max-trial-duration "
+                                                   f"{meta['max_trial_duration']}; NNI stopped it")
+        elif t.status == "USER_CANCELED" and t.trial_id not in by_user and went_on:
+            t = replace(t, status="FAILED", reason="killed by a signal while the search went on "
+                                                   "(NNI records this as USER_CANCELED)")
+        explained.append(t)
+    return explained
+
+
+def _duration_seconds(text: Any) -> float | None:
+    """NNI's duration ("90s", "10m") in seconds; None when absent or unreadable."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
 
 
 def _decode_metric(data: str) -> Any:

@@ -37,13 +37,8 @@ def funcapprox(*args: str, workdir: Path, timeout: float = 300) -> subprocess.Co
                           timeout=timeout, env=env, cwd=workdir.parent)
 
 
-def nni_processes(workdir: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
-
-
-@pytest.fixture
-def workdir(tmp_path):
+def nni_workdir(tmp_path: Path):
+    """A work folder whose experiments are all stopped afterwards; no NNI manager may outlive it."""
     folder = tmp_path / "experiments"
     yield folder
     from funcapprox.experiment import stop
@@ -51,6 +46,16 @@ def workdir(tmp_path):
     for exp_id in experiment_ids(folder):
         stop(exp_id, folder)
     assert not nni_processes(folder), "an NNI manager outlived the test"
+
+
+def nni_processes(workdir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    yield from nni_workdir(tmp_path)
 
 
 def write_space(path: Path, space: dict) -> Path:
