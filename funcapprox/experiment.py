@@ -442,7 +442,6 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
     idle_since: float | None = None
     while True:
         status = manager_status(launched.port)
-        experiment = load_experiment(workdir, launched.id)
         if status is None:
             silent_since = silent_since or time.time()
             if time.time() - silent_since > manager_grace or not _manager_alive(launched.id):
@@ -454,7 +453,7 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         else:
             silent_since = None
         if on_progress is not None and status is not None:
-            on_progress(Progress(experiment, status, time.time() - start, total))
+            on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total))
         if status in FINISHED:
             return status
         if status == EXHAUSTED and _live_trials(launched.port) is False:

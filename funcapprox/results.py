@@ -165,7 +165,7 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
     if not db.exists():
         return record  # created, but the manager never started
     try:
-        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        connection = _open_store(db)
         try:
             events = connection.execute(
                 "SELECT timestamp, trialJobId, event, data, logPath, sequenceId FROM TrialJobEvent ORDER BY timestamp"
@@ -185,6 +185,20 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
         record.end = profile[1] / 1000 if profile[1] else None
     record.trials = _explain_endings(_trials(events, metrics, meta.get("fixed", {}), folder), events, meta)
     return record
+
+
+def _open_store(db: Path) -> sqlite3.Connection:
+    """NNI's store, read-only; read-write only when a manager that died mid-write left a
+    journal that must be rolled back first (sqlite refuses that read-only)."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        connection.execute("SELECT count(*) FROM ExperimentProfile").fetchone()
+        return connection
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        if "readonly" not in str(exc):
+            raise
+    return sqlite3.connect(db, timeout=10)
 
 
 def _explain_endings(trials: list[TrialRecord], events: list, meta: dict[str, Any]) -> list[TrialRecord]:
