@@ -286,10 +286,13 @@ def ssh_command(machine: Machine, remote_command: str, known_hosts: Path | None 
                 timeout: float = 15) -> list[str]:
     """`ssh` argv for one command on the machine: key only, never a prompt.
 
-    Host keys: OpenSSH's usual check, a new host accepted and remembered (in `known_hosts`
-    if given). NNI itself (node's ssh2) checks no host key at all.
+    Logs in the way NNI (node's ssh2) does: the machine's host, port, user and key
+    only, no ~/.ssh/config (aliases, ProxyJump) and no agent, so what works here works
+    for NNI. Host keys: OpenSSH's usual check, a new host accepted and remembered (in
+    `known_hosts` if given); NNI itself checks no host key at all.
     """
-    options = ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", f"ConnectTimeout={int(timeout)}",
+    options = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+               "-o", f"ConnectTimeout={int(timeout)}",
                "-o", "StrictHostKeyChecking=accept-new", "-o", "LogLevel=ERROR"]
     if known_hosts is not None:
         options += ["-o", f"UserKnownHostsFile={known_hosts}"]

@@ -3,6 +3,7 @@ config NNI gets; and, marked nni, a real experiment whose trials run over SSH on
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -174,7 +175,7 @@ def test_key_files_that_cannot_log_in(tmp_path, keys, key, problem):
 
 
 def test_an_unreadable_key_file(tmp_path, keys):
-    if shutil.which("id") and subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() == "0":
+    if os.geteuid() == 0:
         pytest.skip("root reads every file")
     key = tmp_path / "id"
     shutil.copy(keys / "id", key)
@@ -274,6 +275,18 @@ def test_check_machine_logs_in_and_finds_what_trials_need(tmp_path, keys):
         with pytest.raises(ExperimentError, match=rf"cannot log in to {server.user}@127.0.0.1:{server.port} with "
                                                   ".*other: .*Permission denied"):
             check_machine(machine(sys.executable, keygen(tmp_path / "other")), known_hosts)
+
+
+def test_fetch_trials_from_machines_that_ran_none(tmp_path, workdir):  # noqa: F811 (workdir is a fixture)
+    (workdir / "nosuchexp").mkdir(parents=True)
+    with ssh_server(tmp_path / "sshd") as server:
+        machine = Machine(server.host, server.user, server.key_file, sys.executable, server.port)
+        assert fetch_trials([machine], workdir, "nosuchexp", known_hosts=tmp_path / "known_hosts") == []
+        with pytest.raises(ConfigError, match="supported for reuse: false only"):
+            fetch_trials([Machine(server.host, server.user, server.key_file, sys.executable, server.port, reuse=True)],
+                         workdir, "nosuchexp")
+        with pytest.raises(ExperimentError, match="no experiment folder .*elsewhere"):
+            fetch_trials([machine], workdir, "elsewhere")
 
 
 # --- a real experiment over SSH -----------------------------------------------------------------
