@@ -187,11 +187,16 @@ experiment_option = click.option(
 @click.option("--no-wait", is_flag=True, help="Start the experiment and return; follow it in the web UI.")
 @click.option("--keep-ui", is_flag=True, help="Leave the NNI manager and web UI running after the search.")
 @click.option("--dry-run", is_flag=True, help="Write and validate the experiment's files, print them, start nothing.")
+@click.option("--platform", type=click.Choice(("local", "remote")), default="local", show_default=True,
+              help="Where trials run: this computer, or the machines of --machines over SSH (NNI's remote service).")
+@click.option("--machines", "machines_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="machines.yml for --platform remote: host, port, user, sshKeyFile, python per machine.")
 @click.option("--resume", "resume_id", metavar="EXP_ID",
               help="Continue a stopped or interrupted experiment: run only what it has not run yet.")
 @click.pass_context
 def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials, max_duration,
-           max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, resume_id):
+           max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, platform, machines_file,
+           resume_id):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
 
     Example: funcapprox search --stage all --func oscillator
@@ -209,6 +214,13 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
         return
     if stage == "all" and (space_file or from_experiment or no_wait):
         raise click.UsageError("--space, --from and --no-wait go with a single --stage (nonarch or arch)")
+    if (platform == "remote") != (machines_file is not None):
+        raise click.UsageError("--platform remote and --machines FILE go together")
+    if machines_file is not None:
+        from .machines import load_machines
+
+        machines_file = machines_file.resolve()
+        _library_call(load_machines, machines_file)  # every bad entry reported now, before anything starts
     set_values = _library_call(parse_set_values, (*set_pairs, *([f"seeds={seeds}"] if seeds else [])))
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
@@ -216,6 +228,7 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
     for name in stages:
         plan = _library_call(plan_stage, name, func, workdir, space_file=space_file, set_values=set_values,
                              from_experiment=from_experiment, epochs=epochs, **limits)
+        plan.machines_file = machines_file
         if dry_run:
             _dry_run(plan)
             if name == "nonarch" and stage == "all":
@@ -223,7 +236,8 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
             return
         if stage == "all" and name == "nonarch":  # so that --resume can go on with stage 2
             plan.next_stage = {"stage": "arch", "set_values": set_values, "epochs": epochs,
-                               "limits": {k: v for k, v in limits.items() if k != "port"}}
+                               "limits": {k: v for k, v in limits.items() if k != "port"},
+                               "machines_file": str(machines_file) if machines_file else None}
         _run_stage(plan, follow=not no_wait, keep_ui=keep_ui)
 
 
@@ -258,6 +272,7 @@ def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None
         plan = _library_call(plan_stage, then["stage"], experiment.func, workdir, from_experiment=experiment.id,
                              set_values=then.get("set_values"), epochs=then.get("epochs"),
                              **then.get("limits", {}), port=port)
+        plan.machines_file = Path(then["machines_file"]) if then.get("machines_file") else None
         _run_stage(plan, follow=True, keep_ui=keep_ui)
 
 
@@ -278,8 +293,9 @@ def _run_stage(plan, follow: bool, keep_ui: bool):
     if plan.handoff:
         source = f"best trial of {plan.from_experiment}" if plan.from_experiment else "--set"
         click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
+    where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
     click.echo(f"stage {plan.stage} for {plan.func}: {plan.max_trials or 'up to ' + str(plan.max_duration)} trials, "
-               f"{plan.tuner}, concurrency {plan.concurrency}")
+               f"{plan.tuner}, concurrency {plan.concurrency}{where}")
 
     def on_launch(launched) -> None:
         click.echo(f"experiment {launched.id} started: web UI {launched.url}")

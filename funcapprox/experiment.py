@@ -70,6 +70,13 @@ class StagePlan:
     space_source: str = ""
     warm_socket: str | None = None  # a running funcapprox.warm worker for the trials
     next_stage: dict[str, Any] | None = None  # stage 2's arguments when this is stage 1 of `--stage all`
+    machines_file: Path | None = None  # --platform remote: NNI's SSH training service on these machines
+
+    @property
+    def machines(self) -> list | None:
+        from .machines import load_machines
+
+        return load_machines(self.machines_file) if self.machines_file else None
 
     @property
     def func(self) -> str:
@@ -232,16 +239,26 @@ class Launched:
 
 def write_stage_files(plan: StagePlan, folder: Path) -> Path:
     """The stage's YAML config and search space, runnable by hand with `nnictl create`."""
-    code_dir = plan.workdir / ".trial-code"  # NNI's trialCodeDirectory: empty, stable, shared
+    code_dir = plan.workdir / ".trial-code"  # NNI's trialCodeDirectory: stable, shared, nothing in it we need
     code_dir.mkdir(parents=True, exist_ok=True)
     space_file = folder / "search_space.json"
     write_json(space_file, plan.space)
+    machines = plan.machines
+    if machines:
+        from .machines import manager_ip_for, prepare_code_dir, remote_training_service, trial_python
+
+        # The remote interpreter by full path, and no warm worker: its socket is on this computer.
+        command = trial_command(plan.fixed, python=trial_python(machines))
+        prepare_code_dir(code_dir)  # NNI 3.0 cannot upload an empty folder
+    else:
+        command = trial_command(plan.fixed, warm=plan.warm_socket)
     config = experiment_config(
-        name=plan.name, search_space=plan.space, code_dir=code_dir,
-        command=trial_command(plan.fixed, warm=plan.warm_socket),
+        name=plan.name, search_space=plan.space, code_dir=code_dir, command=command,
         workdir=plan.workdir, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
     )
+    if machines:
+        config["trainingService"] = remote_training_service(machines, manager_ip_for(machines))
     config_file = folder / "config.yml"
     from .artifacts import atomic_write
 
@@ -268,6 +285,7 @@ def _meta(plan: StagePlan, exp_id: str | None) -> dict[str, Any]:
         "from_experiment": plan.from_experiment, "space_source": plan.space_source, "tuner": plan.tuner,
         "concurrency": plan.concurrency, "max_trials": plan.max_trials, "max_duration": plan.max_duration,
         "max_trial_duration": plan.max_trial_duration,
+        "machines_file": str(plan.machines_file) if plan.machines_file else None,
         "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING", "next_stage": plan.next_stage,
     }
 
@@ -349,7 +367,14 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     if port is not None and port_in_use(port):
         raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
     port = port or free_port()
-    prepare_store(folder, plan, trial_command(meta["fixed"], warm=warm_socket))
+    machines = remote_machines(meta)
+    if machines:
+        from .machines import trial_python
+
+        command = trial_command(meta["fixed"], python=trial_python(machines))
+    else:
+        command = trial_command(meta["fixed"], warm=warm_socket)
+    prepare_store(folder, plan, command)
     # --experiment_dir is the work folder holding <id>/ (NNI's manifest may not know this experiment)
     command = [nnictl_path(), "resume", experiment.id, "--port", str(port), "--experiment_dir", str(workdir)]
     output = _run_nnictl(command)
@@ -359,6 +384,15 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     resumes = [*meta.get("resumes", []), {"at": time.time(), "to_run": plan.to_run}]
     mark(workdir, experiment.id, status="RUNNING", port=port, resumes=resumes)
     return Launched(experiment.id, port, folder), plan
+
+
+def remote_machines(meta: dict[str, Any]) -> list | None:
+    """The machines a remote experiment ran on (its machines.yml, read again), None for a local one."""
+    if not meta.get("machines_file"):
+        return None
+    from .machines import load_machines
+
+    return load_machines(meta["machines_file"])
 
 
 def _run_nnictl(command: list[str]) -> str:

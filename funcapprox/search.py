@@ -10,9 +10,10 @@ from typing import Callable
 
 from . import warm
 from .errors import FuncApproxError
-from .experiment import Launched, Progress, StagePlan, launch, mark, resume, stop, wait
+from .experiment import Launched, Progress, StagePlan, launch, mark, remote_machines, resume, stop, wait
 from .figures import plot_best
-from .results import Experiment, load_experiment
+from .machines import check_machine, fetch_trials
+from .results import Experiment, check_id, load_experiment, read_meta
 from .resume import ResumePlan
 
 
@@ -93,13 +94,16 @@ def run_stage(
         if on_launch is not None:
             on_launch(launched)
         return StageOutcome(launched, load_experiment(plan.workdir, launched.id), "RUNNING", None)
-    with _sigterm_interrupts(), warm.worker() as socket_path:  # the worker lives while we follow
+    machines = plan.machines
+    for machine in machines or ():
+        check_machine(machine)  # a clear error now, not failed trials later
+    with _sigterm_interrupts(), warm.worker(enabled=not machines) as socket_path:  # lives while we follow
         plan.warm_socket = socket_path
         launched = launch(plan)
         if on_launch is not None:
             on_launch(launched)
         status = _follow(launched, plan.workdir, on_progress, poll, plan.max_trials)
-    return _finish(launched, plan.workdir, status, keep_ui)
+    return _finish(launched, plan.workdir, status, keep_ui, machines)
 
 
 def resume_stage(
@@ -113,7 +117,8 @@ def resume_stage(
     poll: float = 2.0,
 ) -> StageOutcome | ResumePlan:
     """Run what a stopped experiment has not run yet (see resume.py); the plan alone if nothing is left."""
-    with _sigterm_interrupts(), warm.worker() as socket_path:
+    machines = remote_machines(read_meta(Path(workdir) / check_id(exp_id)))
+    with _sigterm_interrupts(), warm.worker(enabled=not machines) as socket_path:
         launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
         if launched is None:
             return plan
@@ -121,13 +126,16 @@ def resume_stage(
             on_launch(launched, plan)
         total = len(plan.experiment.trials) + plan.to_run
         status = _follow(launched, workdir, on_progress, poll, total)
-    return _finish(launched, workdir, status, keep_ui)
+    return _finish(launched, workdir, status, keep_ui, machines)
 
 
-def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool) -> StageOutcome:
-    """Stop the manager (unless kept for its web UI), record the end, plot the best, write the report."""
+def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machines=None) -> StageOutcome:
+    """Stop the manager (unless kept for its web UI), bring remote trials' files here, record
+    the end, plot the best, write the report."""
     if not keep_ui:
         stop(launched.id, workdir)
+    if machines:
+        fetch_trials(machines, workdir, launched.id)
     experiment = load_experiment(workdir, launched.id)
     mark(workdir, launched.id, status=status, finished=True)
     return StageOutcome(launched, experiment, status, plot_best(experiment), _report(experiment))

@@ -130,14 +130,14 @@ def delegate(path: str, argv: list[str]) -> int | None:
 
 
 @contextlib.contextmanager
-def worker() -> Iterator[str | None]:
+def worker(enabled: bool = True) -> Iterator[str | None]:
     """Run a warm worker for the duration of the block and yield its socket path
-    (None when FUNCAPPROX_WARM=0 turns it off: every trial then imports torch itself).
+    (None when not enabled or FUNCAPPROX_WARM=0 turns it off: every trial then imports torch itself).
 
     It does not wait for the worker to be ready: trials that start before it listens
     (it takes a few seconds to import torch) run in their own process.
     """
-    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+    if not enabled or os.environ.get(DISABLE_VARIABLE, "1") == "0":
         yield None
         return
     folder = tempfile.mkdtemp(prefix="funcapprox-warm-")  # short path: sockets allow ~100 characters

@@ -3,12 +3,11 @@ config NNI gets; and, marked nni, a real experiment whose trials run over SSH on
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ import yaml
 from sshd import ssh_server
 from test_e2e_nni import nni_processes, workdir  # noqa: F401 (workdir is a fixture)
 
-from funcapprox.artifacts import write_json
-from funcapprox.errors import ConfigError, ExperimentError, FuncApproxError
+from funcapprox.errors import ConfigError, ExperimentError
 from funcapprox.machines import (
     CODE_PLACEHOLDER,
     Machine,
@@ -289,67 +287,47 @@ def test_fetch_trials_from_machines_that_ran_none(tmp_path, workdir):  # noqa: F
             fetch_trials([machine], workdir, "elsewhere")
 
 
-# --- a real experiment over SSH -----------------------------------------------------------------
+# --- a real search over SSH ---------------------------------------------------------------------
 
-FIXED = {"func": "square", "hidden": (16, 16, 16), "epochs": 5}
 SPACE = {"learning_rate": {"_type": "choice", "_value": [0.005, 0.01]}}
 
 
 @pytest.mark.nni
-def test_a_real_experiment_runs_its_trials_over_ssh(workdir, tmp_path):  # noqa: F811 (workdir is a fixture)
-    from funcapprox.experiment import Launched, free_port, nnictl_path, stop, wait
-    from funcapprox.figures import plot_trial
-    from funcapprox.nniconfig import experiment_config, to_yaml, trial_command
-    from funcapprox.results import META_DIR, META_FILE, load_experiment
+def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path):  # noqa: F811 (a fixture)
+    """`funcapprox search --platform remote` through a real sshd on loopback: NNI's remote service
+    runs the trials over SSH; results, plot and report then work as for a local search."""
+    from test_e2e_nni import funcapprox
 
+    from funcapprox.results import experiment_ids, load_experiment
+
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
     with ssh_server(tmp_path / "sshd") as server:
+        known_host = f"[{server.host}]:{server.port}"
         path = write_machines(tmp_path, [{"host": server.host, "port": server.port, "user": server.user,
                                           "sshKeyFile": str(server.key_file), "python": sys.executable}])
-        machines = load_machines(path)
-        config = experiment_config(
-            name="funcapprox remote test", search_space=SPACE, workdir=workdir, max_trials=2,
-            code_dir=prepare_code_dir(tmp_path / "code"),  # NNI's upload fails on an empty folder
-            command=trial_command(FIXED, python=trial_python(machines)))  # no --warm: its socket is local
-        config["trainingService"] = remote_training_service(machines)
-        (tmp_path / "config.yml").write_text(to_yaml(config))
-        port = free_port()
-        started = time.monotonic()
-        created = subprocess.run([nnictl_path(), "create", "--config", str(tmp_path / "config.yml"), "--port",
-                                  str(port)], capture_output=True, text=True, timeout=180)
-        match = re.search(r"Experiment ID: (?:\x1b\[[0-9;]*m)?([A-Za-z0-9]+)", created.stdout + created.stderr)
-        assert created.returncode == 0 and match, created.stdout + created.stderr
-        exp_id = match.group(1)
-        remote_folder = Path.home() / "nni-experiments" / exp_id  # the "remote" side: this computer's ~
+        args = ("search", "--stage", "nonarch", "--func", "square", "--space", str(tmp_path / "space.json"),
+                "--epochs", "5", "--platform", "remote", "--machines", str(path))
         try:
-            (workdir / exp_id / META_DIR).mkdir(parents=True, exist_ok=True)  # funcapprox's record: results reads it
-            write_json(workdir / exp_id / META_DIR / META_FILE, {"id": exp_id, "stage": "nonarch", "fixed": FIXED,
-                                                                 "created": time.time()})
-            status = wait(Launched(exp_id, port, workdir / exp_id), workdir, poll=1)
-            print(f"remote experiment {exp_id}: {status} after {time.monotonic() - started:.1f} s")
-            assert status == "DONE"
-            experiment = load_experiment(workdir, exp_id)
-            # What NNI's database alone gives: statuses, parameters, final metrics and the metric history.
-            assert sorted(t.params["lr"] for t in experiment.trials) == [0.005, 0.01]
-            assert all(t.status == "SUCCEEDED" and t.metric is not None and t.n_params == 593 and t.history
-                       for t in experiment.trials), experiment.trials
-            # The trials' own files stay on the machine: ~/nni-experiments/<id>/environments/remote-worker1/.
-            for t in experiment.trials:
-                assert t.output_dir == workdir / exp_id / "environments" / "remote-worker1" / "trials" / t.trial_id
-                assert not t.output_dir.exists()
-                assert (remote_folder / "environments" / "remote-worker1" / "trials" / t.trial_id / "model.pt").exists()
-            with pytest.raises(FuncApproxError, match="no saved weights .*add --retrain"):
-                plot_trial(workdir, exp_id, "best", out=tmp_path / "best.png")
+            dry = funcapprox(*args, "--dry-run", workdir=workdir)
+            assert dry.returncode == 0, dry.stderr
+            config = yaml.safe_load((workdir / ".dry-run" / "square-nonarch" / "config.yml").read_text())
+            assert config["trainingService"]["platform"] == "remote"
+            assert config["trainingService"]["machineList"][0]["port"] == server.port
+            assert config["trialCommand"].startswith(sys.executable) and "--warm" not in config["trialCommand"]
 
-            fetched = fetch_trials(machines, workdir, exp_id, known_hosts=tmp_path / "known_hosts")
-            assert sorted(f.name for f in fetched) == sorted(t.trial_id for t in experiment.trials)
+            done = funcapprox(*args, workdir=workdir, timeout=600)
+            assert done.returncode == 0, done.stderr
+            assert "over SSH" in done.stdout and "best trial" in done.stdout
+            (exp_id,) = experiment_ids(workdir)
             experiment = load_experiment(workdir, exp_id)
-            assert all((t.output_dir / "model.pt").exists() and (t.output_dir / "parameters.json").exists()
-                       for t in experiment.trials)
-            paths = plot_trial(workdir, exp_id, "best", out=tmp_path / "best.png")
-            assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+            assert sorted(t.params["lr"] for t in experiment.trials) == [0.005, 0.01]
+            assert all(t.status == "SUCCEEDED" and t.output_dir.parts[-3] == "remote-worker1"
+                       and (t.output_dir / "model.pt").exists() for t in experiment.trials)  # fetched back
+            plot = funcapprox("plot", "--trial", "best", workdir=workdir)
+            assert plot.returncode == 0, plot.stderr
+            assert (workdir / exp_id / "funcapprox" / "report.html").exists()
         finally:
-            stop(exp_id, workdir)
-            if remote_folder.is_dir() and workdir.resolve() != remote_folder.parent.resolve():
-                shutil.rmtree(remote_folder)
-    assert not nni_processes(workdir)
-    assert not subprocess.run(["pgrep", "-f", f"trial_keeper.*{exp_id}"], capture_output=True).stdout
+            subprocess.run(["ssh-keygen", "-R", known_host], capture_output=True)  # a throw-away host key
+            for exp_id in experiment_ids(workdir):
+                shutil.rmtree(Path.home() / "nni-experiments" / exp_id, ignore_errors=True)  # the "remote" side
+    assert not subprocess.run(["pgrep", "-f", "trial_keeper"], capture_output=True).stdout
