@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -47,7 +48,10 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace("{", "").replace("}", "").split(",")]
         try:
-            sizes = [int(p) for p in parts]
+            # ASCII digits only: int() alone would also take "1_6" and other scripts' digits ("١٢")
+            if not all(re.fullmatch(r"[+-]?[0-9]+", p) for p in parts):
+                raise ValueError(value)
+            sizes = [int(p) for p in parts]  # ValueError past 4,300 digits
         except ValueError:
             raise ConfigError(
                 f"hidden must be 1 to {MAX_LAYERS} comma-separated whole numbers, like 16,16,16; "
@@ -76,6 +80,16 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
     return value
+
+
+def _positive_float(name: str, value: Any) -> float:
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int too large for a float (JSON allows 1 followed by 400 zeros)
+        number = math.inf
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"{name} must be a number greater than 0, not {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -109,10 +123,7 @@ class TrainConfig:
         set_(self, "loss", _canonical(self.loss, LOSSES, "loss"))
         set_(self, "init", _canonical(self.init, INITS, "init"))
         set_(self, "lr_schedule", _canonical(self.lr_schedule, LR_SCHEDULES, "lr_schedule"))
-        lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"lr must be a number greater than 0, not {lr!r}")
-        set_(self, "lr", float(lr))
+        set_(self, "lr", _positive_float("lr", self.lr))
         epochs = DEFAULT_EPOCHS[func] if self.epochs is None else self.epochs
         set_(self, "epochs", _int("epochs", epochs, 1, MAX_EPOCHS))
         _int("samples", self.samples, 1, MAX_SAMPLES)
@@ -163,3 +174,13 @@ class TrainConfig:
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def check_value(name: str, value: Any) -> Any:
+    """One setting's value checked on its own, as the configuration would store it.
+
+    Not against the other settings: batch and samples are each checked with the other at its widest.
+    """
+    others = {"batch": 1, "samples": MAX_SAMPLES}
+    others.pop(name, None)
+    return getattr(TrainConfig(**others, **{name: value}), name)
