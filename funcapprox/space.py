@@ -13,7 +13,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import MAX_LAYERS, field_names, parse_hidden
+from .config import MAX_LAYERS, MAX_WIDTH, check_value, field_names, parse_hidden
 from .errors import ConfigError
 
 STAGES = ("nonarch", "arch")
@@ -28,6 +28,8 @@ NNI_TYPES = {
     "normal", "qnormal", "lognormal", "qlognormal",
 }
 GRID_TYPES = {"choice", "randint", "quniform", "qloguniform"}  # finite under GridSearch
+WHOLE_NUMBERS = ("epochs", "samples", "batch", "seed", "seeds")  # settings that take ints, not fractions
+MAX_GRID_VALUES = 100_000  # a randint or q-grid with more values counts as continuous: no one runs it all
 
 
 def searchable_names() -> tuple[str, ...]:
@@ -44,25 +46,36 @@ def load_space(path: Path | str) -> dict[str, Any]:
     """Read and check a search-space JSON file; every error names the file and the key."""
     path = Path(path)
     try:
-        space = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"search space {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
         raise ConfigError(f"cannot read search space {path}: {exc}") from None
+    try:
+        space = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"search space {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError:  # Python reads at most 4,300 digits of an int
+        raise ConfigError(f"search space {path} holds a number too long to read") from None
+    except RecursionError:
+        raise ConfigError(f"search space {path} is nested too deeply to read") from None
     check_space(space, str(path))
     return space
 
 
 def check_space(space: Any, source: str) -> None:
+    """A space NNI can use whose every choice is a valid setting: raises ConfigError naming `source` and the key."""
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"search space {source} must be a non-empty JSON object of parameters")
     _check_entries(space, source, top=True)
+    if ARCH_KEY in space and any(k in space for k in HIDDEN_KEYS):
+        raise ConfigError(f"search space {source}: give the hidden sizes as hidden_size_N or as the nested "
+                          f"{ARCH_KEY!r} choice, not both")
 
 
 def _check_entries(entries: Mapping[str, Any], source: str, top: bool) -> None:
     known = searchable_names()
+    searched: dict[str, str] = {}  # setting → the name it is searched under
     for key, spec in entries.items():
         if key == "_name" and not top:
             continue
@@ -73,29 +86,85 @@ def _check_entries(entries: Mapping[str, Any], source: str, top: bool) -> None:
             raise ConfigError(
                 f"search space {source}: unknown parameter {key!r}; known parameters: {', '.join(known)}"
             )
+        setting = ALIASES.get(key, key)
+        if setting in searched:
+            raise ConfigError(f"search space {source}: {searched[setting]!r} and {key!r} both search {setting}")
+        searched[setting] = key
         if not isinstance(spec, dict) or set(spec) != {"_type", "_value"}:
             raise ConfigError(f'search space {source}: {key!r} must be {{"_type": …, "_value": […]}}')
-        if spec["_type"] not in NNI_TYPES:
+        kind = spec["_type"]
+        if not isinstance(kind, str) or kind not in NNI_TYPES:
             raise ConfigError(
-                f"search space {source}: {key!r} has unknown _type {spec['_type']!r}; "
-                f"NNI knows {', '.join(sorted(NNI_TYPES))}"
+                f"search space {source}: {key!r} has unknown _type {kind!r}; NNI knows {', '.join(sorted(NNI_TYPES))}"
             )
         values = spec["_value"]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"search space {source}: {key!r} needs a non-empty _value list")
-        if spec["_type"] == "choice":
+        if kind == "choice":
             if any(isinstance(v, (dict, list)) for v in values):
                 raise ConfigError(
                     f"search space {source}: {key!r} holds a nested choice, which only {ARCH_KEY!r} may"
                 )
+            for value in values:
+                _check_choice(key, value, source, top)
         else:
-            _check_numeric(key, spec["_type"], values, source)
+            _check_numeric(key, kind, values, source)
+            _check_range_fits(key, kind, values, source)
+    hidden = [k for k in HIDDEN_KEYS if k in entries]
+    if hidden != list(HIDDEN_KEYS[: len(hidden)]):
+        raise ConfigError(f"search space {source}: hidden sizes must start at hidden_size_1 with no gaps; "
+                          f"got {', '.join(hidden)}")
+
+
+def _check_choice(key: str, value: Any, source: str, top: bool) -> None:
+    """One value a choice offers must be valid for its setting (on its own: batch is not compared with samples)."""
+    if key in HIDDEN_KEYS:
+        # In the study's flat form 0 means "no layer" from the second layer on; an arch option names its depth.
+        low = 0 if top and key != HIDDEN_KEYS[0] else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_WIDTH:
+            raise ConfigError(f"search space {source}: {key!r} offers {value!r}; hidden sizes are whole numbers "
+                              f"from {low} to {MAX_WIDTH}")
+        return
+    try:
+        check_value(ALIASES.get(key, key), value)
+    except ConfigError as exc:
+        raise ConfigError(f"search space {source}: {key!r} offers {value!r}: {exc}") from None
+
+
+def _check_range_fits(key: str, kind: str, values: list, source: str) -> None:
+    """A numeric _type only for a number setting; one for whole numbers must give whole numbers within range."""
+    setting = ALIASES.get(key, key)
+    where = f"search space {source}: {key!r} ({kind})"
+    if setting == "lr":
+        return  # any positive distribution; a draw of 0 or below fails that trial with its reason
+    if setting not in WHOLE_NUMBERS:
+        raise ConfigError(f"{where}: {setting} is searched as a choice of values")
+    whole = all(isinstance(v, int) for v in values)
+    if kind in ("uniform", "loguniform", "normal", "lognormal") or (kind.startswith("q") and not whole):
+        raise ConfigError(f"{where} gives fractions, but {setting} takes whole numbers: use choice, randint "
+                          "or whole-number q-values")
+    if kind in ("randint", "quniform", "qloguniform"):
+        low, high = math.ceil(values[0]), math.ceil(values[1]) - 1 if kind == "randint" else values[1]
+        for end in (low, high):  # randint leaves out high
+            try:
+                check_value(setting, end)
+            except ConfigError as exc:
+                raise ConfigError(f"{where} reaches {end}: {exc}") from None
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float: NNI cannot use it either
+        return False
 
 
 def _check_numeric(key: str, kind: str, values: list, source: str) -> None:
     """The _value shapes NNI accepts: [low, high] or [low, high, q], or [mu, sigma] or [mu, sigma, q]."""
     where = f"search space {source}: {key!r} ({kind})"
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+    if not all(_finite(v) for v in values):
         raise ConfigError(f"{where} _value must be finite numbers")
     quantized = kind.startswith("q")
     if len(values) != (3 if quantized else 2):
@@ -118,11 +187,16 @@ def _check_arch(spec: Any, source: str) -> None:
     if not spec["_value"]:
         raise ConfigError(f"search space {source}: {ARCH_KEY!r} needs at least one option")
     for branch in spec["_value"]:
-        if not isinstance(branch, dict) or "_name" not in branch:
+        if not isinstance(branch, dict) or not isinstance(branch.get("_name"), str):
             raise ConfigError(f"search space {source}: each {ARCH_KEY!r} option needs a _name and its sizes")
         extra = sorted(k for k in branch if k != "_name" and k not in HIDDEN_KEYS)
         if extra:
             raise ConfigError(f"search space {source}: {ARCH_KEY!r} options hold only hidden sizes, not {extra[0]!r}")
+        if HIDDEN_KEYS[0] not in branch:
+            raise ConfigError(f"search space {source}: each {ARCH_KEY!r} option needs a _name and its sizes")
+        for key in HIDDEN_KEYS:
+            if key in branch and (not isinstance(branch[key], dict) or branch[key].get("_type") != "choice"):
+                raise ConfigError(f"search space {source}: {key!r} must be a choice of sizes")
         _check_entries(branch, source, top=False)
 
 
@@ -165,9 +239,12 @@ def _grid_values(spec: dict[str, Any]) -> int | None:
         counts = [grid_size(v) if isinstance(v, dict) else 1 for v in values]
         return None if None in counts else sum(counts)
     if kind == "randint":
-        return max(0, int(values[1]) - int(values[0]))
+        count = max(0, int(values[1]) - int(values[0]))
+        return count if count <= MAX_GRID_VALUES else None
     if kind in ("quniform", "qloguniform"):
         low, high, q = values[:3]
+        if not high / q - low / q <= MAX_GRID_VALUES:  # also when the ratio overflows to infinity
+            return None
         multiples = {min(max(k * q, low), high) for k in range(math.floor(low / q), math.ceil(high / q) + 1)}
         return len({round(v, 12) for v in multiples})
     return None
@@ -187,25 +264,38 @@ def grid_size(space: dict[str, Any]) -> int | None:
 
 
 def params_to_settings(params: Any, source: str = "the trial's parameters") -> dict[str, Any]:
-    """NNI parameters (possibly nested) as TrainConfig settings; unknown names are an error."""
+    """NNI parameters (possibly nested) as TrainConfig settings.
+
+    Anyone who reaches NNI's port can submit a trial's parameters, so an unknown name,
+    a setting given twice (act_func and act) and anything but hidden sizes inside arch
+    are errors; the values themselves are TrainConfig's to check.
+    """
     if not isinstance(params, dict):
         raise ConfigError(f"{source} must be a JSON object, not {type(params).__name__}")
-    flat: dict[str, Any] = {}
+    entries: list[tuple[str, Any, str | None]] = []  # (name, value, the nested choice it came in)
     for key, value in params.items():
         if key in (ARCH_KEY, POINT_KEY) and isinstance(value, dict):
-            flat.update({k: v for k, v in value.items() if k != "_name"})
+            entries += [(k, v, key) for k, v in value.items() if k != "_name"]
         else:
-            flat[key] = value
+            entries.append((key, value, None))
     known = searchable_names()
     settings: dict[str, Any] = {}
     sizes: dict[int, Any] = {}
-    for key, value in flat.items():
+    given: dict[str, str] = {}  # setting → the name that gave it
+    for key, value, within in entries:
         if key not in known:
             raise ConfigError(f"unknown parameter {key!r} in {source}; known parameters: {', '.join(known)}")
+        if within == ARCH_KEY and key not in HIDDEN_KEYS:
+            raise ConfigError(f"{source}: {ARCH_KEY!r} holds only hidden sizes, not {key!r}")
+        setting = key if key in HIDDEN_KEYS else ALIASES.get(key, key)
+        name = f"{within}.{key}" if within else key
+        if setting in given:
+            raise ConfigError(f"{source}: {setting} is given twice, as {given[setting]!r} and {name!r}")
+        given[setting] = name
         if key in HIDDEN_KEYS:
             sizes[HIDDEN_KEYS.index(key)] = value
         else:
-            settings[ALIASES.get(key, key)] = value
+            settings[setting] = value
     if sizes:
         if sorted(sizes) != list(range(len(sizes))):
             raise ConfigError(f"{source}: hidden sizes must start at hidden_size_1 with no gaps")

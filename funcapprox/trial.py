@@ -132,14 +132,15 @@ def parse_fixed(pairs: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set needs key=value, got {pair!r}")
         try:
             fixed[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number over 4,300 digits, or nested too deep
             fixed[key.strip()] = text
     return fixed
 
 
 def resolve(fixed: dict[str, Any], params: Any) -> TrainConfig:
     """The stage's fixed settings with the tuner's parameters on top, checked in full."""
-    settings = params_to_settings(params or {}, "the parameters NNI sent")
+    # None: NNI sent no parameters; anything else that is not an object ([], 0, "") is rejected
+    settings = params_to_settings({} if params is None else params, "the parameters NNI sent")
     return TrainConfig.from_dict({**fixed, **settings}, source="the trial's settings")
 
 
