@@ -26,18 +26,23 @@ ONE = torch.ones(())
 
 
 def _activation(name: str) -> tuple[Callable, Callable]:
-    """(forward(z) -> h, backward(grad, z, h) -> grad wrt z) for an activation."""
+    """(forward(z) -> h, backward(grad, z, h) -> grad wrt z) for an activation.
+
+    The forward works in place where torch can (z then holds h): one big tensor fewer per layer,
+    and a 5-seed evaluation (5 × 1001 × 64 floats) no longer takes fresh pages from the allocator
+    each time. So the backward reads h; it reads z only for Softplus, which has no in-place form.
+    """
     if name == "ReLU":
-        return torch.relu, lambda g, z, h: aten.threshold_backward(g, h, 0)
-    if name == "LeakyReLU":
+        return torch.relu_, lambda g, z, h: aten.threshold_backward(g, h, 0)
+    if name == "LeakyReLU":  # h has z's sign, and the sign is all the backward reads
         return (
-            lambda z: torch.nn.functional.leaky_relu(z, LEAKY_SLOPE),
-            lambda g, z, h: aten.leaky_relu_backward(g, z, LEAKY_SLOPE, False),
+            lambda z: torch.nn.functional.leaky_relu_(z, LEAKY_SLOPE),
+            lambda g, z, h: aten.leaky_relu_backward(g, h, LEAKY_SLOPE, False),
         )
     if name == "Sigmoid":
-        return torch.sigmoid, lambda g, z, h: aten.sigmoid_backward(g, h)
+        return torch.sigmoid_, lambda g, z, h: aten.sigmoid_backward(g, h)
     if name == "Tanh":
-        return torch.tanh, lambda g, z, h: aten.tanh_backward(g, h)
+        return torch.tanh_, lambda g, z, h: aten.tanh_backward(g, h)
     if name == "Softplus":
         return torch.nn.functional.softplus, lambda g, z, h: aten.softplus_backward(g, z, 1.0, 20.0)
     raise ValueError(f"unknown activation {name!r}")
@@ -99,12 +104,7 @@ class FlatMLP:
         last = len(self.weights) - 1
         for k, (wt, b) in enumerate(zip(self.weights_t, self.biases)):
             # The first layer has one input: a broadcast multiply-add beats a 1-wide matmul.
-            if k == 0:
-                z = torch.addcmul(b, h, wt)
-            elif k == last and self.batched:  # one output: a batched 1-wide matmul is slower than this
-                z = torch.sum(h * self.weights[k], -1, keepdim=True).add_(b)
-            else:
-                z = self.matmul_add(b, h, wt)
+            z = torch.addcmul(b, h, wt) if k == 0 else self.matmul_add(b, h, wt)
             out = self.act(z) if (k < last or self.output_act) else z
             if keep is not None:
                 keep.append((h, z, out))
@@ -120,7 +120,12 @@ class FlatMLP:
             inp, z, h = saved[k]
             if k < len(self.weights) - 1 or self.output_act:
                 g = self.act_backward(g, z, h)
-            self.matmul(g.transpose(-2, -1), inp, out=self.weight_grads[k])
+            if k == 0 and self.batched:
+                # One input: x^T g into the (copies, 1, out) view of the same memory. bmm writing
+                # g^T x as (copies, out, 1) takes 4x as long (45 µs against 11 µs at 5 × 100 × 64).
+                torch.bmm(inp.transpose(-2, -1), g, out=self.weight_grads[k].transpose(-2, -1))
+            else:
+                self.matmul(g.transpose(-2, -1), inp, out=self.weight_grads[k])
             torch.sum(g, -2, out=self.bias_grads[k])
             if k == len(self.weights) - 1 and self.batched:
                 g = g * self.weights[k]  # (copies, n, 1) × (copies, 1, in): an outer product

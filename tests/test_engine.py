@@ -84,6 +84,17 @@ def test_forward_matches_the_module(act, output_act):
         torch.testing.assert_close(net.forward(x), model(x), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_forward_leaves_its_input_alone(act):
+    # The activations work in place: on each layer's fresh output, never on x.
+    net = FlatMLP(_model((8,), act, output_act=True), "MSELoss")
+    x, _ = _batch(20)
+    before = x.clone()
+    net.forward(x)
+    net.backward(x, x)
+    assert torch.equal(x, before)
+
+
 def test_flat_mlp_keeps_the_initial_weights():
     model = _model((16, 16, 16), "Sigmoid")
     before = copy.deepcopy(model)

@@ -41,6 +41,22 @@ def test_batched_gradients_equal_each_copy_s_own(act, loss):
         assert torch.allclose(mine, theirs, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("act", ["LeakyReLU", "Softplus"])
+@pytest.mark.parametrize("hidden", [(64,), (16, 16, 16)])
+@pytest.mark.parametrize("output_act", [False, True])
+def test_batched_forward_equals_each_copy_s_module(act, hidden, output_act):
+    config = BASE.replace(act=act, hidden=hidden, output_act=output_act)
+    models = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        models.append(build_model(config))
+    batched = FlatMLP(models, config.loss)
+    x = torch.rand(1001, 1, generator=torch.Generator().manual_seed(0))  # an evaluation's grid size
+    out = batched.forward(x.expand(3, -1, -1))
+    for r, model in enumerate(models):
+        torch.testing.assert_close(out[r], model(x), rtol=1e-5, atol=1e-6)
+
+
 def test_each_seed_trains_as_it_would_alone():
     together = train(BASE.replace(seeds=3))
     for r in range(3):
