@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -231,10 +232,22 @@ class Launched:
     id: str
     port: int
     folder: Path
+    prefix: str | None = None  # the secret URL prefix of its web UI and REST API
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return base_url(self.port, self.prefix)
+
+
+def base_url(port: int, prefix: str | None = None) -> str:
+    return f"http://127.0.0.1:{port}" + (f"/{prefix}" if prefix else "")
+
+
+def new_url_prefix() -> str:
+    """NNI's web UI and REST API listen on every interface with no login, and NNI 3.0
+    cannot bind them to one. What it does allow is a URL prefix: a secret one turns every
+    request without it into a 404, like a Jupyter token."""
+    return secrets.token_hex(16)
 
 
 def write_stage_files(plan: StagePlan, folder: Path) -> Path:
@@ -318,8 +331,9 @@ def launch(plan: StagePlan) -> Launched:
         shutil.rmtree(staging, ignore_errors=True)
         raise ExperimentError(f"port {plan.port} is in use; pick another with --port, or leave --port out")
     port = plan.port or free_port()
+    prefix = new_url_prefix()
     config_file = write_stage_files(plan, staging)
-    command = [nnictl_path(), "create", "--config", str(config_file), "--port", str(port)]
+    command = [nnictl_path(), "create", "--config", str(config_file), "--port", str(port), "--url_prefix", prefix]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
         output = done.stdout + done.stderr
@@ -336,8 +350,8 @@ def launch(plan: StagePlan) -> Launched:
     folder = workdir / exp_id
     folder.mkdir(exist_ok=True)
     staging.rename(folder / META_DIR)
-    write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port})
-    return Launched(exp_id, port, folder)
+    write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix})
+    return Launched(exp_id, port, folder, prefix)
 
 
 def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: str | None = None,
@@ -351,9 +365,8 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     meta = experiment.meta
     if not meta.get("fixed"):
         raise ConfigError(f"experiment {experiment.id} was not started by funcapprox search; it cannot be resumed here")
-    live_port = manifest_entry(experiment.id).get("port") or meta.get("port")
-    if isinstance(live_port, int) and manager_status(live_port) is not None:
-        raise ExperimentError(f"experiment {experiment.id} is still running (web UI http://127.0.0.1:{live_port}); "
+    if live_status(experiment.id, meta) is not None:
+        raise ExperimentError(f"experiment {experiment.id} is still running; "
                               f"stop it first with `funcapprox experiments --stop {experiment.id}`")
     try:
         space = json.loads((folder / META_DIR / "search_space.json").read_text())
@@ -375,15 +388,14 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     else:
         command = trial_command(meta["fixed"], warm=warm_socket)
     prepare_store(folder, plan, command)
-    # --experiment_dir is the work folder holding <id>/ (NNI's manifest may not know this experiment)
-    command = [nnictl_path(), "resume", experiment.id, "--port", str(port), "--experiment_dir", str(workdir)]
-    output = _run_nnictl(command)
-    if manager_status(port) is None:
+    prefix = new_url_prefix()
+    output = start_stopped("resume", experiment.id, port, workdir, prefix)
+    if manager_status(port, prefix) is None:
         stop(experiment.id, workdir)
         raise ExperimentError(_start_failure(output, workdir, experiment.id).replace("start", "resume", 1))
     resumes = [*meta.get("resumes", []), {"at": time.time(), "to_run": plan.to_run}]
-    mark(workdir, experiment.id, status="RUNNING", port=port, resumes=resumes)
-    return Launched(experiment.id, port, folder), plan
+    mark(workdir, experiment.id, status="RUNNING", port=port, url_prefix=prefix, resumes=resumes)
+    return Launched(experiment.id, port, folder, prefix), plan
 
 
 def remote_machines(meta: dict[str, Any]) -> list | None:
@@ -395,7 +407,20 @@ def remote_machines(meta: dict[str, Any]) -> list | None:
     return load_machines(meta["machines_file"])
 
 
-def _run_nnictl(command: list[str]) -> str:
+def start_stopped(action: str, exp_id: str, port: int, workdir: Path, prefix: str) -> str:
+    """Start the manager of a stopped experiment again, to `resume` it or `view` it; its output."""
+    return _run([sys.executable, "-m", "funcapprox.nnilaunch", action, exp_id, str(port), str(workdir), prefix])
+
+
+def live_status(exp_id: str, meta: dict[str, Any]) -> str | None:
+    """The experiment's status from its running manager, None when no manager answers."""
+    entry = manifest_entry(exp_id)
+    port = entry.get("port") or meta.get("port")
+    prefix = entry.get("prefixUrl") or meta.get("url_prefix")
+    return manager_status(port, prefix) if isinstance(port, int) else None
+
+
+def _run(command: list[str]) -> str:
     """Run nnictl in a session of its own: a Ctrl-C at the terminal must not cut it off halfway."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
@@ -430,15 +455,15 @@ def log_tail(path: Path, lines: int = 5) -> str:
 # --- following and stopping ------------------------------------------------------------------
 
 
-def rest(port: int, path: str, timeout: float = 5) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=timeout) as response:
+def rest(port: int, path: str, prefix: str | None = None, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(f"{base_url(port, prefix)}/api/v1/nni/{path}", timeout=timeout) as response:
         return json.loads(response.read())
 
 
-def manager_status(port: int) -> str | None:
+def manager_status(port: int, prefix: str | None = None) -> str | None:
     """The experiment's status from its manager, or None when the manager does not answer."""
     try:
-        return rest(port, "check-status").get("status")
+        return rest(port, "check-status", prefix).get("status")
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
@@ -475,7 +500,7 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
     silent_since: float | None = None
     idle_since: float | None = None
     while True:
-        status = manager_status(launched.port)
+        status = manager_status(launched.port, launched.prefix)
         if status is None:
             silent_since = silent_since or time.time()
             if time.time() - silent_since > manager_grace or not _manager_alive(launched.id):
@@ -490,7 +515,7 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
             on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total))
         if status in FINISHED:
             return status
-        if status == EXHAUSTED and _live_trials(launched.port) is False:
+        if status == EXHAUSTED and _live_trials(launched.port, launched.prefix) is False:
             # The manager submits the tuner's last parameters some seconds after saying "no more":
             # finished only once nothing has run for a while.
             idle_since = idle_since or time.time()
@@ -501,11 +526,11 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         time.sleep(poll)
 
 
-def _live_trials(port: int) -> bool | None:
+def _live_trials(port: int, prefix: str | None) -> bool | None:
     """Whether the manager has trials waiting or running. Asked of the manager, not its store,
     which records a trial just submitted a moment later."""
     try:
-        return any(t.get("status") in ACTIVE_TRIALS for t in rest(port, "trial-jobs"))
+        return any(t.get("status") in ACTIVE_TRIALS for t in rest(port, "trial-jobs", prefix))
     except (urllib.error.URLError, OSError, ValueError, AttributeError):
         return None  # not known: keep waiting
 

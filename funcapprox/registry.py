@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import ExperimentError
-from .experiment import free_port, manager_status, manifest_entry, nnictl_path, port_in_use, stop
+from .experiment import (
+    base_url,
+    free_port,
+    live_status,
+    manager_status,
+    new_url_prefix,
+    port_in_use,
+    start_stopped,
+    stop,
+)
 from .results import experiment_ids, load_experiment, resolve_id
 
 
 def experiment_status(workdir: Path, exp_id: str, meta: dict[str, Any]) -> str:
     """RUNNING (or NNI's live word) while a manager answers; else what funcapprox recorded."""
-    port = manifest_entry(exp_id).get("port") or meta.get("port")
-    live = manager_status(port) if isinstance(port, int) else None
+    live = live_status(exp_id, meta)
     if live:
         return live
     recorded = meta.get("status", "?")
@@ -53,10 +60,10 @@ def view_experiment(workdir: Path, exp_id: str, port: int | None = None) -> str:
     if port is not None and port_in_use(port):
         raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
     port = port or free_port()
-    command = [nnictl_path(), "view", exp_id, "--port", str(port), "--experiment_dir", str(workdir)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    if done.returncode != 0 or manager_status(port) is None:
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
-        raise ExperimentError(f"nnictl view could not open experiment {exp_id}: {tail}")
-    return (f"web UI of experiment {exp_id} at http://127.0.0.1:{port}; "
+    prefix = new_url_prefix()
+    output = start_stopped("view", exp_id, port, workdir, prefix)
+    if manager_status(port, prefix) is None:
+        tail = " | ".join(output.strip().splitlines()[-2:])
+        raise ExperimentError(f"NNI could not open experiment {exp_id} for viewing: {tail}")
+    return (f"web UI of experiment {exp_id} at {base_url(port, prefix)}; "
             f"stop it with `funcapprox experiments --stop {exp_id}`")

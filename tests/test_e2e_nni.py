@@ -48,6 +48,12 @@ def nni_workdir(tmp_path: Path):
     assert not nni_processes(folder), "an NNI manager outlived the test"
 
 
+def manager_answers(workdir: Path, exp_id: str) -> str | None:
+    """The status from the experiment's manager at the port and secret prefix it was started with."""
+    meta = read_meta(workdir / exp_id)
+    return manager_status(meta["port"], meta["url_prefix"])
+
+
 def nni_processes(workdir: Path) -> list[str]:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
@@ -76,7 +82,7 @@ def test_two_stages_hand_off_and_results_after_the_manager_stopped(workdir, tmp_
     assert sorted((t.params["act"], t.params["lr"]) for t in stage1.trials) == [
         ("LeakyReLU", 0.005), ("LeakyReLU", 0.01), ("Tanh", 0.005), ("Tanh", 0.01)]
     assert all(t.params["hidden"] == [16, 16, 16] and len(t.history) == 2 for t in stage1.trials)
-    assert manager_status(read_meta(workdir / stage1_id)["port"]) is None, "the manager was left running"
+    assert manager_answers(workdir, stage1_id) is None, "the manager was left running"
 
     arch = write_space(tmp_path / "arch.json", SMALL_ARCH_FLAT)
     run = funcapprox("search", "--stage", "arch", "--func", "oscillator", "--space", str(arch),
@@ -142,11 +148,32 @@ def test_view_reopens_a_stopped_experiment_and_stop_closes_it(workdir):
     (exp_id,) = experiment_ids(workdir)
     view = funcapprox("experiments", "--view", exp_id, workdir=workdir)
     assert view.returncode == 0, view.stderr
-    port = int(view.stdout.split("http://127.0.0.1:")[1].split(";")[0])
-    assert manager_status(port) is not None  # NNI's web UI and REST API answer again
+    port, prefix = view.stdout.split("http://127.0.0.1:")[1].split(";")[0].split("/")
+    assert manager_status(int(port), prefix) is not None  # NNI's web UI and REST API answer again
+    assert prefix != read_meta(workdir / exp_id)["url_prefix"]  # a new secret for every start
     stop = funcapprox("experiments", "--stop", exp_id, workdir=workdir)
     assert stop.returncode == 0 and f"experiment {exp_id} stopped" in stop.stdout
-    assert manager_status(port) is None
+    assert manager_status(int(port), prefix) is None
+
+
+def test_the_web_ui_and_rest_api_answer_only_under_the_secret_prefix(workdir):
+    import urllib.error
+    import urllib.request
+
+    run = funcapprox("search", "--stage", "nonarch", "--func", "square", "--max-trials", "1", "--epochs", "5",
+                     "--keep-ui", workdir=workdir)
+    assert run.returncode == 0, run.stderr + run.stdout
+    (exp_id,) = experiment_ids(workdir)
+    meta = read_meta(workdir / exp_id)
+    url = f"http://127.0.0.1:{meta['port']}/{meta['url_prefix']}"
+    assert f"web UI still up at {url};" in run.stdout and len(meta["url_prefix"]) == 32
+    for guess in ("/api/v1/nni/check-status", "/api/v1/nni/trial-jobs", "/", "/oview"):
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{meta['port']}{guess}", timeout=10)
+    with urllib.request.urlopen(f"{url}/api/v1/nni/trial-jobs", timeout=10) as answer:
+        assert json.loads(answer.read())[0]["status"] == "SUCCEEDED"
+    with urllib.request.urlopen(f"{url}/", timeout=10) as page:  # the web UI itself
+        assert b"<html" in page.read().lower()
 
 
 def test_ctrl_c_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path):
@@ -175,7 +202,7 @@ def test_ctrl_c_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path):
     assert search.returncode == 1
     assert "search interrupted" in err and f"funcapprox results --experiment {exp_id}" in err
     assert "Traceback" not in err
-    assert manager_status(read_meta(workdir / exp_id)["port"]) is None
+    assert manager_answers(workdir, exp_id) is None
     assert read_meta(workdir / exp_id)["status"] == "INTERRUPTED"
     experiment = load_experiment(workdir, exp_id)
     assert 1 <= len(experiment.succeeded()) < 8

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_e2e_nni import funcapprox, nni_processes, nni_workdir, write_space
+from test_e2e_nni import funcapprox, manager_answers, nni_processes, nni_workdir, write_space
 
-from funcapprox.experiment import manager_status, manifest_entry, trial_processes
+from funcapprox.experiment import manifest_entry, trial_processes
 from funcapprox.results import experiment_ids, load_experiment, read_meta
 from funcapprox.resume import grid_points, has_result, point_key
 
@@ -90,7 +90,7 @@ def test_ctrl_c_twice_then_resume_runs_every_grid_point_exactly_once(workdir, tm
     (exp_id,) = experiment_ids(workdir)
     assert search.returncode == 1 and "Traceback" not in err
     assert f"funcapprox search --resume {exp_id}" in err
-    assert manager_status(read_meta(workdir / exp_id)["port"]) is None and not trial_processes(exp_id)
+    assert manager_answers(workdir, exp_id) is None and not trial_processes(exp_id)
     before = {t.trial_id: t.metric for t in load_experiment(workdir, exp_id).succeeded()}
     assert 2 <= len(before) < 6
 
