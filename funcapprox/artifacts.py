@@ -44,6 +44,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data.encode() if isinstance(data, str) else data)
+            out.flush()
+            os.fsync(out.fileno())  # the data on disk before the name: a power cut leaves old or new, not empty
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
