@@ -71,6 +71,11 @@ def check_space(space: Any, source: str) -> None:
     if ARCH_KEY in space and any(k in space for k in HIDDEN_KEYS):
         raise ConfigError(f"search space {source}: give the hidden sizes as hidden_size_N or as the nested "
                           f"{ARCH_KEY!r} choice, not both")
+    flat = [k for k in HIDDEN_KEYS if k in space]
+    for earlier, later in zip(flat, flat[1:]):  # the study's flat form: 0 = no layer, which ends the stack
+        if not any(space[earlier]["_value"]) and any(space[later]["_value"]):
+            raise ConfigError(f"search space {source}: {later!r} offers sizes, but {earlier!r} offers only 0 "
+                              "(no layer), so no network would use them")
 
 
 def _check_entries(entries: Mapping[str, Any], source: str, top: bool) -> None:
