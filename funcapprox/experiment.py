@@ -101,11 +101,13 @@ def parse_set_values(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set takes NAME=VALUE, like act_func=Tanh; got {pair!r}")
         try:
             raw[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (or JSON Python will not read): the text itself
             raw[key.strip()] = text.strip()
     hidden = raw.pop("hidden", None)
     settings = params_to_settings(raw, "--set")
     if hidden is not None:
+        if "hidden" in settings:
+            raise ConfigError("--set gives the hidden sizes twice (hidden and hidden_size_N); give one")
         settings["hidden"] = hidden
     TrainConfig.from_dict({"func": "square", **settings}, source="--set")  # check values now, not per trial
     return settings

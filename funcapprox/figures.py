@@ -7,7 +7,7 @@ from pathlib import Path
 from .artifacts import load_model
 from .config import TrainConfig
 from .errors import FuncApproxError
-from .results import META_DIR, Experiment, TrialRecord, load_experiment
+from .results import META_DIR, Experiment, TrialRecord, check_id, load_experiment
 
 BEST_PLOT = "best.png"
 
@@ -46,7 +46,7 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
     if trial.status != "SUCCEEDED" and not retrain:
         raise FuncApproxError(f"trial {trial.trial_id} did not succeed ({trial.status}: {trial.reason})")
     model = _trial_model(trial, retrain)
-    out = Path(out) if out else experiment.folder / META_DIR / f"trial-{trial.trial_id}.png"
+    out = Path(out) if out else experiment.folder / META_DIR / f"trial-{check_id(trial.trial_id, 'trial id')}.png"
     if out.parent and not out.parent.exists():
         raise FuncApproxError(f"the folder of --out {out} does not exist")
     fit = save_fit_plot(model, trial.config, out)

@@ -808,10 +808,12 @@ def test_set_pairs_round_trip(config, names):
     assert parse_set_values(pairs) == settings_
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, RecursionError), reason=(
-    "funcapprox/experiment.py parse_set_values catches only json.JSONDecodeError: a 4,301-digit number raises "
-    "ValueError and deep nesting RecursionError, so `funcapprox search --set` ends in a traceback"))
 @pytest.mark.parametrize("pair", ["epochs=" + LONG_NUMBER, "lr=" + DEEP_JSON], ids=["long-number", "deep-json"])
 def test_set_pairs_with_json_python_cannot_read_are_a_clear_error(pair):
     with pytest.raises(ConfigError):
         parse_set_values([pair])
+
+
+def test_set_pairs_giving_the_hidden_sizes_twice_are_a_clear_error():
+    with pytest.raises(ConfigError, match="hidden sizes twice"):
+        parse_set_values(["hidden=16,16,16", "hidden_size_1=8"])
