@@ -176,7 +176,7 @@ def test_the_web_ui_and_rest_api_answer_only_under_the_secret_prefix(workdir):
         assert b"<html" in page.read().lower()
 
 
-def test_ctrl_c_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path):
+def test_sigterm_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path):
     import signal
     import time
 
@@ -193,7 +193,7 @@ def test_ctrl_c_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path):
             if ids and load_experiment(workdir, ids[0]).succeeded():
                 break
             time.sleep(1)
-        search.send_signal(signal.SIGINT)
+        search.send_signal(signal.SIGTERM)  # a service manager or `kill`; Ctrl-C: test_faults.py
         out, err = search.communicate(timeout=120)
     finally:
         if search.poll() is None:
