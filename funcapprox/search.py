@@ -133,7 +133,8 @@ def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machi
     """Stop the manager (unless kept for its web UI), bring remote trials' files here, record
     the end, plot the best, write the report."""
     if not keep_ui:
-        stop(launched.id, workdir)
+        with _signals_ignored():
+            stop(launched.id, workdir)
     if machines:
         fetch_trials(machines, workdir, launched.id)
     experiment = load_experiment(workdir, launched.id)

@@ -81,7 +81,7 @@ def finish(search: subprocess.Popen, timeout: float = 240) -> tuple[str, str]:
 
 def test_ctrl_c_twice_then_resume_runs_every_grid_point_exactly_once(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", SIX_RATES)
-    search = start_search(workdir, "--space", str(space), "--epochs", "150")
+    search = start_search(workdir, "--space", str(space), "--epochs", "800")  # seconds a trial: time to interrupt
     wait_for(lambda: (e := only_experiment(workdir)) and len(e.succeeded()) >= 2, "two finished trials")
     os.killpg(search.pid, signal.SIGINT)  # what Ctrl-C at a terminal does: the whole foreground group
     time.sleep(0.5)
@@ -109,7 +109,7 @@ def test_ctrl_c_twice_then_resume_runs_every_grid_point_exactly_once(workdir, tm
 def test_a_trial_killed_with_sigkill_is_recorded_failed_and_the_search_goes_on(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [
         0.001, 0.002, 0.003, 0.004]}})
-    search = start_search(workdir, "--space", str(space), "--epochs", "300")
+    search = start_search(workdir, "--space", str(space), "--epochs", "600")
     victim = wait_for(lambda: running_trial(workdir), "a running trial")
     victim_exp = only_experiment(workdir).id
     (pid,) = [p for p in trial_processes(victim_exp)
@@ -132,7 +132,7 @@ def test_a_trial_killed_with_sigkill_is_recorded_failed_and_the_search_goes_on(w
 
 def test_a_dead_manager_is_noticed_within_seconds_and_the_search_can_be_resumed(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", SIX_RATES)
-    search = start_search(workdir, "--space", str(space), "--epochs", "300")
+    search = start_search(workdir, "--space", str(space), "--epochs", "600")
     wait_for(lambda: running_trial(workdir), "a running trial")
     exp_id = only_experiment(workdir).id
     os.kill(manifest_entry(exp_id)["pid"], signal.SIGKILL)
@@ -162,8 +162,8 @@ def test_max_trial_duration_ends_a_trial_that_runs_too_long(workdir, tmp_path):
 
 def test_two_searches_at_once_and_a_third_on_a_busy_port(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [0.001, 0.002]}})
-    first = start_search(workdir, "--space", str(space), "--epochs", "150")
-    second = start_search(workdir, "--space", str(space), "--epochs", "150", "--func", "oscillator")
+    first = start_search(workdir, "--space", str(space), "--epochs", "600")
+    second = start_search(workdir, "--space", str(space), "--epochs", "600", "--func", "oscillator")
     ids = wait_for(lambda: len(experiment_ids(workdir)) == 2 and experiment_ids(workdir), "both experiments")
     busy_port = read_meta(workdir / ids[0])["port"]
     third = funcapprox("search", "--stage", "nonarch", "--space", str(space), "--port", str(busy_port),
