@@ -205,8 +205,8 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
 
     workdir = workdir.resolve()
     if resume_id is not None:
-        given = [f"--{name.replace('_', '-')}" for name in ctx.params
-                 if name not in ("resume_id", "port", "workdir", "keep_ui")
+        option = {p.name: p.opts[0] for p in ctx.command.params}
+        given = [option[name] for name in ctx.params if name not in ("resume_id", "port", "workdir", "keep_ui")
                  and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"--resume continues the experiment as it was started; drop {', '.join(given)}")
@@ -220,7 +220,11 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
         from .machines import load_machines
 
         machines_file = machines_file.resolve()
-        _library_call(load_machines, machines_file)  # every bad entry reported now, before anything starts
+        machines = _library_call(load_machines, machines_file)  # every bad entry reported now, before anything starts
+        if any(m.reuse for m in machines):
+            raise UserError(f"{machines_file}: reuse: true is not supported by funcapprox search (NNI then keeps "
+                            "trial files where they cannot be fetched, and runs one trial at a time per machine); "
+                            "use reuse: false")
     set_values = _library_call(parse_set_values, (*set_pairs, *([f"seeds={seeds}"] if seeds else [])))
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
@@ -243,7 +247,7 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
 
 def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None:
     from .experiment import plan_stage
-    from .results import check_id
+    from .results import check_id, experiment_ids, read_meta
     from .search import StageOutcome, resume_stage
 
     _library_call(check_id, exp_id)
@@ -268,7 +272,11 @@ def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None
         _print_outcome(outcome, keep_ui)
         experiment = outcome.experiment
     then = experiment.meta.get("next_stage")
-    if isinstance(then, dict) and experiment.succeeded():  # stage 1 of `--stage all`: go on with stage 2
+    stage2 = [i for i in experiment_ids(workdir) if read_meta(workdir / i).get("from_experiment") == experiment.id]
+    if stage2:
+        click.echo(f"stage 2 of this search is experiment {stage2[-1]}; continue it with "
+                   f"`funcapprox search --resume {stage2[-1]}`")
+    elif isinstance(then, dict) and experiment.succeeded():  # stage 1 of `--stage all`: go on with stage 2
         plan = _library_call(plan_stage, then["stage"], experiment.func, workdir, from_experiment=experiment.id,
                              set_values=then.get("set_values"), epochs=then.get("epochs"),
                              **then.get("limits", {}), port=port)
@@ -506,7 +514,7 @@ def report(experiment_id, out, workdir):
 
 @cli.command()
 @click.option("--stop", "stop_id", metavar="EXP_ID", help="Stop this experiment's NNI manager.")
-@click.option("--view", "view_id", metavar="EXP_ID", help="Reopen this experiment's web UI (nnictl view).")
+@click.option("--view", "view_id", metavar="EXP_ID", help="Reopen this experiment's web UI, read-only (NNI's view).")
 @click.option("--port", type=click.IntRange(1024, 65535), help="Port for --view [default: a free one].")
 @workdir_option
 def experiments(stop_id, view_id, port, workdir):

@@ -99,7 +99,8 @@ class FlatMLP:
 
     def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         """Output for x of shape (n, 1), or (copies, n, 1) with copy r seeing x[r];
-        `keep` collects (input, z, h) per layer."""
+        `keep` collects (input, z, output) per layer; activations run in place, so after a
+        hidden layer z is the output's own tensor (the backward reads only the output there)."""
         h = x
         last = len(self.weights) - 1
         for k, (wt, b) in enumerate(zip(self.weights_t, self.biases)):

@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +31,7 @@ from .config import TrainConfig
 from .errors import ConfigError, ExperimentError
 from .nniconfig import TUNERS, experiment_config, to_yaml, trial_command
 from .results import META_DIR, META_FILE, Experiment, experiment_ids, load_experiment, read_meta
-from .resume import ResumePlan, plan_resume, prepare_store
+from .resume import ResumePlan, plan_resume, prepare_store, record_orphans_cancelled
 from .space import (
     ALIASES,
     default_space_path,
@@ -73,7 +74,7 @@ class StagePlan:
     next_stage: dict[str, Any] | None = None  # stage 2's arguments when this is stage 1 of `--stage all`
     machines_file: Path | None = None  # --platform remote: NNI's SSH training service on these machines
 
-    @property
+    @cached_property
     def machines(self) -> list | None:
         from .machines import load_machines
 
@@ -329,8 +330,21 @@ def launch(plan: StagePlan) -> Launched:
         staging = Path(tempfile.mkdtemp(prefix=".new-", dir=workdir))
     except OSError as exc:
         raise ExperimentError(f"cannot write to the work folder {workdir}: {exc.strerror}") from None
-    if plan.port is not None and port_in_use(plan.port):
+    try:
+        exp_id, port, prefix = _create(plan, staging)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+    folder = workdir / exp_id
+    folder.mkdir(exist_ok=True)
+    staging.rename(folder / META_DIR)
+    write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix})
+    return Launched(exp_id, port, folder, prefix)
+
+
+def _create(plan: StagePlan, staging: Path) -> tuple[str, int, str]:
+    """`nnictl create` with the stage's files in `staging`; the new experiment's id, port and URL prefix."""
+    if plan.port is not None and port_in_use(plan.port):
         raise ExperimentError(f"port {plan.port} is in use; pick another with --port, or leave --port out")
     port = plan.port or free_port()
     prefix = new_url_prefix()
@@ -345,20 +359,14 @@ def launch(plan: StagePlan) -> Launched:
     if done is None or done.returncode != 0 or not match:
         exp_id = match.group(1) if match else None
         if exp_id:
-            stop(exp_id, workdir)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ExperimentError(_start_failure(output, workdir, exp_id))
-    exp_id = match.group(1)
-    folder = workdir / exp_id
-    folder.mkdir(exist_ok=True)
-    staging.rename(folder / META_DIR)
-    write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix})
-    return Launched(exp_id, port, folder, prefix)
+            stop(exp_id, plan.workdir)
+        raise ExperimentError(start_failure(output, plan.workdir, exp_id))
+    return match.group(1), port, prefix
 
 
 def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: str | None = None,
            ) -> tuple[Launched | None, ResumePlan]:
-    """Restart a stopped experiment with `nnictl resume` to run what it has not run yet (see resume.py).
+    """Restart a stopped experiment's manager (NNI's resume) to run what it has not run yet (see resume.py).
 
     Returns no Launched when nothing is left to run.
     """
@@ -383,18 +391,21 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
         raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
     port = port or free_port()
     machines = remote_machines(meta)
+    service = None
     if machines:
-        from .machines import trial_python
+        from .machines import manager_ip_for, remote_training_service, trial_python
 
         command = trial_command(meta["fixed"], python=trial_python(machines))
+        service = remote_training_service(machines, manager_ip_for(machines))  # machines.yml as it is now
     else:
         command = trial_command(meta["fixed"], warm=warm_socket)
-    prepare_store(folder, plan, command)
+    _kill_leftover(experiment.id)  # trials of a manager that died may still be running
+    prepare_store(folder, plan, command, workdir=workdir, training_service=service)
     prefix = new_url_prefix()
     output = start_stopped("resume", experiment.id, port, workdir, prefix)
     if manager_status(port, prefix) is None:
         stop(experiment.id, workdir)
-        raise ExperimentError(_start_failure(output, workdir, experiment.id).replace("start", "resume", 1))
+        raise ExperimentError(start_failure(output, workdir, experiment.id, "resume"))
     resumes = [*meta.get("resumes", []), {"at": time.time(), "to_run": plan.to_run}]
     mark(workdir, experiment.id, status="RUNNING", port=port, url_prefix=prefix, resumes=resumes)
     return Launched(experiment.id, port, folder, prefix), plan
@@ -423,21 +434,21 @@ def live_status(exp_id: str, meta: dict[str, Any]) -> str | None:
 
 
 def _run(command: list[str]) -> str:
-    """Run nnictl in a session of its own: a Ctrl-C at the terminal must not cut it off halfway."""
+    """Run an NNI launcher in a session of its own: a Ctrl-C at the terminal must not cut it off halfway."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
         return done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
-        return str(exc.stdout or "") + str(exc.stderr or "") + " (nnictl timed out after 180 s)"
+        return str(exc.stdout or "") + str(exc.stderr or "") + " (timed out after 180 s)"
 
 
 def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def _start_failure(output: str, workdir: Path, exp_id: str | None) -> str:
+def start_failure(output: str, workdir: Path, exp_id: str | None, verb: str = "start") -> str:
     lines = [line for line in _strip_ansi(output).splitlines() if line.strip() and "pkg_resources" not in line]
-    message = "nnictl could not start the experiment"
+    message = f"NNI could not {verb} the experiment"
     if lines:
         message += ": " + " | ".join(lines[-3:])
     if exp_id:
@@ -476,6 +487,7 @@ class Progress:
     status: str
     elapsed: float
     total: int | None
+    already: int = 0  # trials that had finished before this run (a resume) started
 
     @property
     def finished_trials(self) -> int:
@@ -484,13 +496,13 @@ class Progress:
     @property
     def eta(self) -> float | None:
         done = self.finished_trials
-        if not self.total or not done:
+        if not self.total or done <= self.already:
             return None
-        return self.elapsed / done * max(0, self.total - done)
+        return self.elapsed / (done - self.already) * max(0, self.total - done)
 
 
 def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], None] | None = None,
-         poll: float = 2.0, total: int | None = None, manager_grace: float = 15.0) -> str:
+         poll: float = 2.0, total: int | None = None, manager_grace: float = 15.0, already: int = 0) -> str:
     """Follow the experiment until its space is exhausted or a limit is hit; return NNI's final status.
 
     GridSearch leaves NNI in TUNER_NO_MORE_TRIAL, never DONE (unless maxTrialNumber, set to
@@ -514,7 +526,7 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         else:
             silent_since = None
         if on_progress is not None and status is not None:
-            on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total))
+            on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total, already))
         if status in FINISHED:
             return status
         if status == EXHAUSTED and _live_trials(launched.port, launched.prefix) is False:
@@ -554,14 +566,16 @@ def stop(exp_id: str, workdir: Path) -> None:
     except subprocess.TimeoutExpired:
         pass
     _kill_leftover(exp_id)
+    record_orphans_cancelled(workdir / exp_id)  # NNI stops recording trials once it is stopping
 
 
 def _kill_leftover(exp_id: str) -> None:
     """End what `nnictl stop` left behind: a manager that did not stop, and trial processes
     of this experiment that outlived a manager which died (they would run on, unheard)."""
     pid = manifest_entry(exp_id).get("pid")
-    if isinstance(pid, int) and _cmdline(pid) is not None and exp_id.encode() in _cmdline(pid):
-        os.kill(pid, signal.SIGTERM)
+    if isinstance(pid, int) and exp_id.encode() in (_cmdline(pid) or b""):
+        with contextlib.suppress(OSError):  # it may exit at this very moment
+            os.kill(pid, signal.SIGKILL)  # it outlived nnictl stop's own wait
     for trial_pid in trial_processes(exp_id):
         with contextlib.suppress(OSError):
             os.kill(trial_pid, signal.SIGKILL)
@@ -571,7 +585,11 @@ def trial_processes(exp_id: str) -> list[int]:
     """Processes NNI started as trials of this experiment (found by the NNI_EXP_ID they carry)."""
     marker = f"NNI_EXP_ID={exp_id}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:  # no /proc (not Linux): nothing found
+        return []
+    for entry in entries:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:

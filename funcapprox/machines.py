@@ -313,9 +313,13 @@ def _ssh(machine: Machine, remote_command: str, known_hosts: Path | None, timeou
         raise ExperimentError(f"{machine.address} did not finish within {total:.0f} s") from None
 
 
+def _one_line(stderr: bytes) -> str:
+    return " | ".join(line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip())
+
+
 def _login_failure(machine: Machine, done: subprocess.CompletedProcess) -> ExperimentError:
     return ExperimentError(f"cannot log in to {machine.address} with {machine.key_file}: "
-                           f"{done.stderr.decode(errors='replace').strip() or 'ssh failed'}")
+                           f"{_one_line(done.stderr) or 'ssh failed'}")
 
 
 CHECK_SCRIPT = ("import importlib.util as u, sys; "
@@ -374,7 +378,7 @@ def fetch_trials(machines: list[Machine], workdir: Path, exp_id: str, known_host
             raise _login_failure(m, done)
         if done.returncode != 0:
             raise ExperimentError(f"cannot pack the trials of {exp_id} on {m.address}: "
-                                  f"{done.stderr.decode(errors='replace').strip()}")
+                                  f"{_one_line(done.stderr)}")
         if done.stdout:
             try:
                 with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:

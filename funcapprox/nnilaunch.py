@@ -18,7 +18,11 @@ def main(argv: list[str]) -> int:
     from nni.experiment.config import ExperimentConfig
     from nni.experiment.launcher import get_stopped_experiment_config_json
 
-    experiment = Experiment(ExperimentConfig(**get_stopped_experiment_config_json(exp_id, workdir)), id=exp_id)
+    stored = get_stopped_experiment_config_json(exp_id, workdir)
+    if stored is None:
+        print(f"no experiment {exp_id} in {workdir}", file=sys.stderr)
+        return 1
+    experiment = Experiment(ExperimentConfig(**stored), id=exp_id)
     experiment.url_prefix = prefix
     experiment._action = action  # what Experiment.resume() and .view() set; they take no prefix
     experiment.start(int(port), False, RunMode.Detach)  # Detach: the manager outlives this process

@@ -14,10 +14,11 @@ from .experiment import (
     manager_status,
     new_url_prefix,
     port_in_use,
+    start_failure,
     start_stopped,
     stop,
 )
-from .results import experiment_ids, load_experiment, resolve_id
+from .results import experiment_ids, load_experiment, read_meta, resolve_id
 
 
 def experiment_status(workdir: Path, exp_id: str, meta: dict[str, Any]) -> str:
@@ -59,11 +60,15 @@ def view_experiment(workdir: Path, exp_id: str, port: int | None = None) -> str:
     exp_id = resolve_id(workdir, exp_id)
     if port is not None and port_in_use(port):
         raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
+    meta = read_meta(workdir / exp_id)
+    if live_status(exp_id, meta) is not None:  # a second manager would take over NNI's record of the first
+        raise ExperimentError(f"experiment {exp_id} already has a running manager: its web UI is at "
+                              f"{base_url(meta.get('port'), meta.get('url_prefix'))}")
     port = port or free_port()
     prefix = new_url_prefix()
     output = start_stopped("view", exp_id, port, workdir, prefix)
     if manager_status(port, prefix) is None:
-        tail = " | ".join(output.strip().splitlines()[-2:])
-        raise ExperimentError(f"NNI could not open experiment {exp_id} for viewing: {tail}")
+        stop(exp_id, workdir)
+        raise ExperimentError(start_failure(output, workdir, exp_id, "open"))
     return (f"web UI of experiment {exp_id} at {base_url(port, prefix)}; "
             f"stop it with `funcapprox experiments --stop {exp_id}`")

@@ -21,6 +21,7 @@ the store still shows as waiting or running are recorded as cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -106,7 +107,8 @@ def plan_resume(experiment: Experiment, space: dict[str, Any]) -> ResumePlan:
     finished = [t for t in experiment.trials if has_result(t)]
     if grid_size(space) is not None and experiment.meta.get("tuner", "GridSearch") == "GridSearch":
         done_keys = {_config_key(t.params) for t in finished}
-        remaining = [p for p in grid_points(space) if point_key(fixed, p) not in done_keys]
+        # A point that is no valid configuration (batch > samples, say) failed before training: done.
+        remaining = [p for p in grid_points(space) if point_key(fixed, p) not in (*done_keys, None)]
         return ResumePlan(experiment, len(grid_points(space)) - len(remaining), remaining, len(remaining))
     budget = experiment.meta.get("max_trials")
     to_run = max(0, budget - len(finished)) if isinstance(budget, int) else 0
@@ -122,12 +124,15 @@ def points_space(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {POINT_KEY: {"_type": "choice", "_value": branches}}
 
 
-def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = None) -> None:
-    """Write what the resumed manager must do into NNI's store, before `nnictl resume` reads it."""
+def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = None, *, workdir: Path | None = None,
+                  training_service: dict[str, Any] | None = None) -> None:
+    """Write what the resumed manager must do into NNI's store, before NNI's resume reads it:
+    the points left, room for them, the trial command (a new warm worker's socket), the work
+    folder where it is now (it may have moved) and, for remote runs, machines.yml as it is now."""
     db = folder / DB_FILE
     if not db.exists():
         raise ExperimentError(f"experiment {plan.id} has no NNI store at {db}; it cannot be resumed")
-    with sqlite3.connect(db) as connection:
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
         _cancel_orphans(connection)
         row = connection.execute(
             "select params, id, execDuration, startTime, endTime, logDir, nextSequenceId, revision "
@@ -141,11 +146,26 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
         if plan.remaining:
             params["searchSpace"] = points_space(plan.remaining)
             params.pop("searchSpaceFile", None)  # NNI would read the old space back from it
+        if workdir is not None:
+            params["experimentWorkingDirectory"] = str(workdir)
+            params["trialCodeDirectory"] = str(workdir / ".trial-code")
+            params.get("trainingService", {})["trialCodeDirectory"] = str(workdir / ".trial-code")
+            (workdir / ".trial-code").mkdir(exist_ok=True)
+        if training_service is not None:
+            params["trainingService"] = training_service
         if trial_command is not None:
             params["trialCommand"] = trial_command
             params.get("trainingService", {})["trialCommand"] = trial_command
         connection.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
                            (json.dumps(params), *row[1:7], row[7] + 1))
+
+
+def record_orphans_cancelled(folder: Path) -> None:
+    """After its manager is gone: trials the store still shows waiting or running were cancelled."""
+    db = folder / DB_FILE
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db, timeout=10)) as connection, connection:
+            _cancel_orphans(connection)
 
 
 def _cancel_orphans(connection: sqlite3.Connection) -> None:

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import warm
 from .errors import FuncApproxError
-from .experiment import Launched, Progress, StagePlan, launch, mark, remote_machines, resume, stop, wait
+from .experiment import (
+    ACTIVE_TRIALS,
+    Launched,
+    Progress,
+    StagePlan,
+    launch,
+    mark,
+    remote_machines,
+    resume,
+    stop,
+    wait,
+)
 from .figures import plot_best
 from .machines import check_machine, fetch_trials
-from .results import Experiment, check_id, load_experiment, read_meta
+from .results import Experiment, load_experiment, read_meta, resolve_id
 from .resume import ResumePlan
 
 
@@ -34,30 +46,53 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: int | None) -> str:
-    """Wait for the experiment; on Ctrl-C, SIGTERM or a lost manager, stop it and keep what finished."""
+def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: int | None, *,
+            on_launch: Callable[[], None] | None = None, interrupted: bool = False, machines=None,
+            already: int = 0) -> str:
+    """Wait for the experiment; on Ctrl-C, SIGTERM, SIGHUP or a lost manager, stop it and keep what finished."""
     try:
-        return wait(launched, workdir, on_progress, poll=poll, total=total)
+        if interrupted:  # the signal came while the manager was starting: it is up now, stop it
+            raise KeyboardInterrupt
+        if on_launch is not None:
+            on_launch()
+        return wait(launched, workdir, on_progress, poll=poll, total=total, already=already)
     except KeyboardInterrupt:
-        with _signals_ignored():  # a second Ctrl-C must not leave the manager half stopped
-            stop(launched.id, workdir)
-            mark(workdir, launched.id, status="INTERRUPTED")
+        _stop_and_keep(launched, workdir, "INTERRUPTED", machines)
         raise Interrupted(
             f"search interrupted; experiment {launched.id} stopped, its finished trials are kept "
             f"(funcapprox results --experiment {launched.id}); continue it with "
             f"`funcapprox search --resume {launched.id}`"
         ) from None
     except FuncApproxError as exc:
-        with _signals_ignored():
-            stop(launched.id, workdir)
-            mark(workdir, launched.id, status="ERROR")
+        _stop_and_keep(launched, workdir, "ERROR", machines)
         raise type(exc)(f"{exc}; once the cause is fixed, continue it with "
                         f"`funcapprox search --resume {launched.id}`") from None
 
 
+def _stop_and_keep(launched: Launched, workdir: Path, status: str, machines) -> None:
+    with _signals_ignored():  # a second Ctrl-C must not leave the manager half stopped
+        stop(launched.id, workdir)
+        _fetch(machines, workdir, launched.id)
+        mark(workdir, launched.id, status=status)
+
+
+def _fetch(machines, workdir: Path, exp_id: str) -> None:
+    """Bring remote trials' files here; a machine that cannot be reached is reported, not fatal."""
+    if not machines:
+        return
+    try:
+        fetch_trials(machines, workdir, exp_id)
+    except FuncApproxError as exc:
+        print(f"funcapprox: could not fetch every remote trial's files ({exc}); results come from NNI's "
+              "store alone for those", file=sys.stderr)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def _signals_ignored():
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -65,14 +100,36 @@ def _signals_ignored():
             signal.signal(s, handler)
 
 
+class _Deferred:
+    hit = False
+
+
 @contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (a service manager, `kill`) stops the search like Ctrl-C does."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+def _signals_deferred():
+    """Hold Ctrl-C, SIGTERM and SIGHUP while a manager starts: stopping it halfway would leave
+    it running unrecorded. Afterwards `hit` says whether one came."""
+    deferred = _Deferred()
+
+    def note(signum, frame):
+        deferred.hit = True
+
+    previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
+    try:
+        yield deferred
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt():
+    """SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) stop the search like Ctrl-C."""
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_stage(
@@ -86,8 +143,8 @@ def run_stage(
 ) -> StageOutcome:
     """Launch the stage; unless `follow` is off, wait for it, stop its manager and plot its best.
 
-    Ctrl-C or SIGTERM stops the experiment cleanly and raises Interrupted: the trials
-    that finished stay readable by `results` and `plot`.
+    Ctrl-C, SIGTERM or SIGHUP stops the experiment cleanly and raises Interrupted: the
+    trials that finished stay readable by `results` and `plot`.
     """
     if not follow:
         launched = launch(plan)
@@ -97,12 +154,12 @@ def run_stage(
     machines = plan.machines
     for machine in machines or ():
         check_machine(machine)  # a clear error now, not failed trials later
-    with _sigterm_interrupts(), warm.worker(enabled=not machines) as socket_path:  # lives while we follow
+    with _stop_signals_interrupt(), warm.worker(enabled=not machines) as socket_path:  # lives while we follow
         plan.warm_socket = socket_path
-        launched = launch(plan)
-        if on_launch is not None:
-            on_launch(launched)
-        status = _follow(launched, plan.workdir, on_progress, poll, plan.max_trials)
+        with _signals_deferred() as deferred:
+            launched = launch(plan)
+        status = _follow(launched, plan.workdir, on_progress, poll, plan.max_trials, machines=machines,
+                         on_launch=on_launch and (lambda: on_launch(launched)), interrupted=deferred.hit)
     return _finish(launched, plan.workdir, status, keep_ui, machines)
 
 
@@ -117,28 +174,32 @@ def resume_stage(
     poll: float = 2.0,
 ) -> StageOutcome | ResumePlan:
     """Run what a stopped experiment has not run yet (see resume.py); the plan alone if nothing is left."""
-    machines = remote_machines(read_meta(Path(workdir) / check_id(exp_id)))
-    with _sigterm_interrupts(), warm.worker(enabled=not machines) as socket_path:
-        launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
+    exp_id = resolve_id(Path(workdir), exp_id)
+    machines = remote_machines(read_meta(Path(workdir) / exp_id))
+    for machine in machines or ():
+        check_machine(machine)
+    _fetch(machines, workdir, exp_id)  # what remote trials left decides what is left to run
+    with _stop_signals_interrupt(), warm.worker(enabled=not machines) as socket_path:
+        with _signals_deferred() as deferred:
+            launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
         if launched is None:
             return plan
-        if on_launch is not None:
-            on_launch(launched, plan)
-        total = len(plan.experiment.trials) + plan.to_run
-        status = _follow(launched, workdir, on_progress, poll, total)
+        already = sum(1 for t in plan.experiment.trials if t.status not in ACTIVE_TRIALS)
+        status = _follow(launched, workdir, on_progress, poll, already + plan.to_run, machines=machines,
+                         on_launch=on_launch and (lambda: on_launch(launched, plan)), interrupted=deferred.hit,
+                         already=already)
     return _finish(launched, workdir, status, keep_ui, machines)
 
 
 def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machines=None) -> StageOutcome:
     """Stop the manager (unless kept for its web UI), bring remote trials' files here, record
     the end, plot the best, write the report."""
-    if not keep_ui:
-        with _signals_ignored():
+    with _signals_ignored():
+        if not keep_ui:
             stop(launched.id, workdir)
-    if machines:
-        fetch_trials(machines, workdir, launched.id)
+        _fetch(machines, workdir, launched.id)
+        mark(workdir, launched.id, status=status, finished=True)
     experiment = load_experiment(workdir, launched.id)
-    mark(workdir, launched.id, status=status, finished=True)
     return StageOutcome(launched, experiment, status, plot_best(experiment), _report(experiment))
 
 

@@ -620,3 +620,33 @@ def test_results_smallest_within_reach_and_out_of_reach(workdir):
 def test_results_smallest_needs_a_target(workdir):
     result = invoke("results", "--smallest", "--workdir", workdir)
     assert result.exit_code == 2 and "--smallest and --max-error go together" in result.output
+
+
+def test_resume_refuses_options_that_would_change_the_experiment(workdir):
+    result = invoke("search", "--resume", RECORDED_ID, "--set", "act_func=Tanh", "--space", "x.json",
+                    "--workdir", workdir)
+    assert result.exit_code == 2 and "drop --set, --space" in result.output
+
+
+def test_resume_with_nothing_left_says_so_and_starts_nothing(workdir):
+    result = invoke("search", "--resume", "latest", "--workdir", workdir)  # 2 succeeded, 2 diverged: all done
+    assert result.exit_code == 0, result.output
+    assert f"experiment {RECORDED_ID} has nothing left to run (4 done)" in result.output
+
+
+def test_resume_of_an_unknown_experiment_is_one_clear_line(workdir):
+    result = invoke("search", "--resume", "nosuch", "--workdir", workdir)
+    assert result.exit_code != 0 and len(_error_lines(result)) == 1 and "nosuch" in _error_lines(result)[0]
+
+
+def test_remote_machines_with_reuse_true_are_refused_before_anything_starts(workdir, tmp_path):
+    key = tmp_path / "key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    machines = tmp_path / "machines.yml"
+    machines.write_text(yaml.safe_dump([{"host": "10.0.0.5", "user": "u", "sshKeyFile": str(key),
+                                         "python": "/opt/venv/bin/python", "reuse": True}]))
+    result = invoke("search", "--stage", "nonarch", "--platform", "remote", "--machines", machines,
+                    "--workdir", workdir)
+    assert result.exit_code == 2 and "reuse: true is not supported" in result.output
+    result = invoke("search", "--stage", "nonarch", "--machines", machines, "--workdir", workdir)
+    assert result.exit_code == 2 and "--platform remote and --machines FILE go together" in result.output
