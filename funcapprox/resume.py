@@ -164,8 +164,9 @@ def record_orphans_cancelled(folder: Path) -> None:
     """After its manager is gone: trials the store still shows waiting or running were cancelled."""
     db = folder / DB_FILE
     if db.exists():
-        with contextlib.closing(sqlite3.connect(db, timeout=10)) as connection, connection:
-            _cancel_orphans(connection)
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=10)) as connection:
+            with connection:
+                _cancel_orphans(connection)  # a read-only store stays as it is: resume records it later
 
 
 def _cancel_orphans(connection: sqlite3.Connection) -> None:
