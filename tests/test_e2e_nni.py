@@ -151,6 +151,8 @@ def test_view_reopens_a_stopped_experiment_and_stop_closes_it(workdir):
     port, prefix = view.stdout.split("http://127.0.0.1:")[1].split(";")[0].split("/")
     assert manager_status(int(port), prefix) is not None  # NNI's web UI and REST API answer again
     assert prefix != read_meta(workdir / exp_id)["url_prefix"]  # a new secret for every start
+    again = funcapprox("experiments", "--view", exp_id, workdir=workdir)  # a second manager would orphan the first
+    assert again.returncode == 1 and "already has a running manager" in again.stderr
     stop = funcapprox("experiments", "--stop", exp_id, workdir=workdir)
     assert stop.returncode == 0 and f"experiment {exp_id} stopped" in stop.stdout
     assert manager_status(int(port), prefix) is None

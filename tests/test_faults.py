@@ -106,6 +106,19 @@ def test_ctrl_c_twice_then_resume_runs_every_grid_point_exactly_once(workdir, tm
     assert report.returncode == 0, report.stderr
 
 
+def test_ctrl_c_while_the_manager_starts_stops_it_once_it_is_up(workdir, tmp_path):
+    space = write_space(tmp_path / "space.json", SIX_RATES)
+    search = start_search(workdir, "--space", str(space), "--epochs", "800")
+    wait_for(lambda: workdir.exists() and any(p.name.startswith(".new-") for p in workdir.iterdir()),
+             "nnictl create to begin")
+    os.killpg(search.pid, signal.SIGINT)
+    out, err = finish(search)
+    assert search.returncode == 1 and "search interrupted" in err and "Traceback" not in err
+    (exp_id,) = experiment_ids(workdir)  # recorded, not lost: it can be resumed
+    assert read_meta(workdir / exp_id)["status"] == "INTERRUPTED" and manager_answers(workdir, exp_id) is None
+    assert not nni_processes(workdir) and not any(p.name.startswith(".new-") for p in workdir.iterdir())
+
+
 def test_a_trial_killed_with_sigkill_is_recorded_failed_and_the_search_goes_on(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [
         0.001, 0.002, 0.003, 0.004]}})
