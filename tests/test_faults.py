@@ -37,7 +37,10 @@ def start_search(workdir: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
     return subprocess.Popen([sys.executable, "-m", "funcapprox", "search", "--stage", "nonarch", "--func", "square",
                              *args], env=env, cwd=workdir.parent, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A shell runs background jobs with Ctrl-C ignored, and children inherit that;
+                            # a command typed at a terminal has it: give it back, whatever runs these tests.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, what: str, timeout: float = 180):
