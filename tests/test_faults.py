@@ -122,6 +122,17 @@ def test_ctrl_c_while_the_manager_starts_stops_it_once_it_is_up(workdir, tmp_pat
     assert not nni_processes(workdir) and not any(p.name.startswith(".new-") for p in workdir.iterdir())
 
 
+def test_closing_the_terminal_sighup_stops_the_search_like_ctrl_c(workdir, tmp_path):
+    space = write_space(tmp_path / "space.json", SIX_RATES)
+    search = start_search(workdir, "--space", str(space), "--epochs", "800")
+    wait_for(lambda: running_trial(workdir), "a running trial")
+    os.killpg(search.pid, signal.SIGHUP)
+    out, err = finish(search)
+    (exp_id,) = experiment_ids(workdir)
+    assert search.returncode == 1 and "search interrupted" in err and "Traceback" not in err
+    assert manager_answers(workdir, exp_id) is None and not trial_processes(exp_id)
+
+
 def test_a_trial_killed_with_sigkill_is_recorded_failed_and_the_search_goes_on(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [
         0.001, 0.002, 0.003, 0.004]}})
