@@ -12,11 +12,12 @@ grid-sized limit ends the resumed run short; and trials that were running when a
 manager died are re-run with the store's pairing.
 
 So we use NNI's resume but decide what it runs. From the trials' own records (what
-each one really trained) we find the grid points that have a result; before `nnictl
-resume` we store a new revision of the experiment's profile, the way NNI stores its
-own updates, whose search space is exactly the missing points (one nested-choice
-branch each, under POINT_KEY) and whose maxTrialNumber makes room for them; trials
-the store still shows as waiting or running are recorded as cancelled.
+each one really trained) we find the grid points that have a result; before NNI's
+resume code starts the manager (nnilaunch.py) we store a new revision of the
+experiment's profile, the way NNI stores its own updates, whose search space is
+exactly the missing points (one nested-choice branch each, under POINT_KEY) and
+whose maxTrialNumber makes room for them; trials the store still shows as waiting
+or running are recorded as cancelled.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 from .config import TrainConfig
 from .errors import ConfigError, ExperimentError
 from .results import Experiment, TrialRecord
-from .space import POINT_KEY, grid_size, params_to_settings, settings_to_params
+from .space import POINT_KEY, grid_size, params_to_settings, q_grid, settings_to_params
 
 DB_FILE = Path("db") / "nni.sqlite"
 # A trial that failed with its own verdict (failure.json: diverged, or parameters
@@ -73,12 +74,7 @@ def _values(spec: dict[str, Any]) -> list[Any]:
     if kind == "randint":
         return list(range(int(values[0]), int(values[1])))
     if kind in ("quniform", "qloguniform"):
-        low, high, q = values[:3]
-        import math
-
-        multiples = {round(min(max(k * q, low), high), 12)
-                     for k in range(math.floor(low / q), math.ceil(high / q) + 1)}
-        return sorted(multiples)
+        return q_grid(*values[:3])
     raise ConfigError(f"a {kind} parameter has no finite grid")
 
 

@@ -250,9 +250,13 @@ def _grid_values(spec: dict[str, Any]) -> int | None:
         low, high, q = values[:3]
         if not high / q - low / q <= MAX_GRID_VALUES:  # also when the ratio overflows to infinity
             return None
-        multiples = {min(max(k * q, low), high) for k in range(math.floor(low / q), math.ceil(high / q) + 1)}
-        return len({round(v, 12) for v in multiples})
+        return len(q_grid(low, high, q))
     return None
+
+
+def q_grid(low: float, high: float, q: float) -> list[float]:
+    """The values GridSearch takes for quniform [low, high, q]: multiples of q, clipped, without duplicates."""
+    return sorted({round(min(max(k * q, low), high), 12) for k in range(math.floor(low / q), math.ceil(high / q) + 1)})
 
 
 def grid_size(space: dict[str, Any]) -> int | None:
