@@ -6,8 +6,11 @@ small fixture, so nothing here depends on (or changes) tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,10 +24,34 @@ FAILED = ("njzKx", "E3Yy2")  # lr 1e6: diverged at epoch 5
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+# The recorded files name no folder of the machine they were recorded on: these placeholders
+# stand where NNI wrote its work folder and the trial's interpreter, and a copy fills them in.
+PLACEHOLDERS = ("@WORKDIR@", "@PYTHON@")
+TEXT_FILES = ("funcapprox/run.json", "funcapprox/config.yml")
+STORE_COLUMNS = {"TrialJobEvent": ("data", "logPath"), "ExperimentProfile": ("params", "logDir")}
+
+
 def copy_recorded(tmp_path: Path, name: str = "workdir") -> Path:
-    """A private copy of the recorded work folder: tests read and write only the copy."""
+    """A private copy of the recorded work folder, its placeholders pointing into the copy:
+    tests read and write only the copy."""
     workdir = tmp_path / name
     shutil.copytree(RECORDED, workdir)
+    values = dict(zip(PLACEHOLDERS, (str(workdir), sys.executable)))
+
+    def fill(text: str) -> str:
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        return text
+
+    for text_file in TEXT_FILES:
+        path = workdir / RECORDED_ID / text_file
+        path.write_text(fill(path.read_text()))
+    with contextlib.closing(sqlite3.connect(workdir / RECORDED_ID / "db" / "nni.sqlite")) as store, store:
+        for table, columns in STORE_COLUMNS.items():
+            for column in columns:
+                store.execute(f"UPDATE {table} SET {column} = replace(replace({column}, ?, ?), ?, ?)",
+                              [item for pair in values.items() for item in pair])
+    (workdir / ".trial-code").mkdir(exist_ok=True)  # NNI's trialCodeDirectory, as the recording run had it
     return workdir
 
 

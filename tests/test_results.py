@@ -252,10 +252,13 @@ def test_a_workdir_without_experiments_says_so(tmp_path, make):
 # --- moved work folders -----------------------------------------------------------------------
 
 
-def test_trial_folders_are_found_although_nni_recorded_other_absolute_paths(experiment, workdir):
+def test_trial_folders_are_found_although_nni_recorded_other_absolute_paths(tmp_path):
+    workdir = copy_recorded(tmp_path, "where-it-ran").rename(tmp_path / "moved-here")
     with sqlite3.connect(f"file:{workdir / RECORDED_ID / 'db' / 'nni.sqlite'}?mode=ro", uri=True) as db:
         recorded = {row[0] for row in db.execute("SELECT logPath FROM TrialJobEvent")}
     assert all(not path.startswith(str(workdir)) for path in recorded)  # NNI wrote where it ran, not here
+    experiment = load_experiment(workdir, RECORDED_ID)
+    assert len(experiment.trials) == 4
     for t in experiment.trials:
         assert t.output_dir == trial_folder(workdir, t.trial_id)
         assert (t.output_dir / "config.json").is_file()
