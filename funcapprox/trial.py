@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     if args.warm:
         from .warm import delegate
 
-        code = delegate(args.warm, [a for a in argv if a not in ("--warm", args.warm)])
+        code = delegate(args.warm, [f"--set={pair}" for pair in args.fixed])  # only what the worker accepts
         if code is not None:
             return code
     output_dir = Path(os.environ.get("NNI_OUTPUT_DIR", "."))
