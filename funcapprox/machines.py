@@ -349,6 +349,16 @@ def check_machine(machine: Machine, known_hosts: Path | None = None, timeout: fl
 FETCH_SCRIPT = ('cd nni-experiments/{id} 2>/dev/null || exit 0; set -- environments/{prefix}*/trials; '
                 '[ -d "$1" ] || exit 0; exec tar -cf - "$@"')
 
+# A remote machine is not trusted: what its tar sends is spooled (within these limits), every member checked,
+# and only then anything written. Trials leave kilobytes (a small MLP's weights, JSON, logs).
+MAX_ARCHIVE_BYTES = 512 * 2**20  # one machine's whole archive
+MAX_MEMBER_BYTES = 64 * 2**20  # one file in it
+MAX_MEMBERS = 100_000  # files and folders in it
+WORKER_NAME = re.compile(rf"{re.escape(ENV_PREFIX)}[0-9]{{1,9}}")  # any N: NNI numbers a restarted worker anew
+CHUNK = 1 << 16
+STDERR_KEPT = 64 * 1024
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 def fetch_trials(machines: list[Machine], workdir: Path, exp_id: str, known_hosts: Path | None = None,
                  timeout: float = 15, total: float = 600) -> list[Path]:
@@ -358,10 +368,13 @@ def fetch_trials(machines: list[Machine], workdir: Path, exp_id: str, known_host
 
     NNI copies nothing back; without this, results come from NNI's database alone (no
     weights for plot, no parameters.json, no failure reasons). reuse: false only.
-    """
-    import io
-    import tarfile
 
+    Each machine's archive is streamed into a temporary file (MAX_ARCHIVE_BYTES at most) and
+    checked whole before anything is written: regular files and folders only, each inside
+    environments/remote-worker<N>/trials/<trial>/, none over MAX_MEMBER_BYTES, none through a
+    symbolic link here. A machine whose archive fails a check changes nothing; the others are
+    still fetched, then one ExperimentError names every machine that failed and why.
+    """
     from .results import check_id
 
     check_id(exp_id)
@@ -371,18 +384,304 @@ def fetch_trials(machines: list[Machine], workdir: Path, exp_id: str, known_host
     target = Path(workdir) / exp_id
     if not target.is_dir():
         raise ExperimentError(f"no experiment folder {target}")
-    script = FETCH_SCRIPT.format(id=exp_id, prefix=ENV_PREFIX)
+    command = f"sh -c {shlex.quote(FETCH_SCRIPT.format(id=exp_id, prefix=ENV_PREFIX))}"
+    failures = []
     for m in machines:
-        done = _ssh(m, f"sh -c {shlex.quote(script)}", known_hosts, timeout, total)
-        if done.returncode == 255:
-            raise _login_failure(m, done)
-        if done.returncode != 0:
-            raise ExperimentError(f"cannot pack the trials of {exp_id} on {m.address}: "
-                                  f"{_one_line(done.stderr)}")
-        if done.stdout:
-            try:
-                with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-                    archive.extractall(target, filter="data")  # never outside target, whatever the archive says
-            except (tarfile.TarError, OSError) as exc:
-                raise ExperimentError(f"cannot unpack the trials of {exp_id} from {m.address}: {exc}") from None
+        try:
+            _fetch_machine(m, command, target, exp_id, known_hosts, timeout, total)
+        except _NoSsh:
+            raise ExperimentError("the OpenSSH client (ssh) is not installed") from None
+        except ExperimentError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ExperimentError("; ".join(failures))
     return sorted((target / "environments").glob(f"{ENV_PREFIX}*/trials/*"))
+
+
+class _NoSsh(Exception):
+    pass
+
+
+class _Tail:
+    """Drain a pipe in a thread (ssh must never block writing it), keeping its first STDERR_KEPT bytes."""
+
+    def __init__(self, pipe) -> None:
+        import threading
+
+        self.data = b""
+        self._pipe = pipe
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while chunk := self._pipe.read(CHUNK):
+            if len(self.data) < STDERR_KEPT:
+                self.data += chunk[:STDERR_KEPT - len(self.data)]
+
+    def join(self) -> bytes:
+        self._thread.join()
+        return self.data
+
+
+def _fetch_machine(m: Machine, command: str, target: Path, exp_id: str, known_hosts: Path | None,
+                   timeout: float, total: float) -> None:
+    """One machine's trial folders into `target`: ssh's output streamed through _receive."""
+    import signal
+    import threading
+
+    try:
+        process = subprocess.Popen(ssh_command(m, command, known_hosts, timeout), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise _NoSsh() from None
+    stderr = _Tail(process.stderr)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        process.kill()
+
+    timer = threading.Timer(total, expire)
+    timer.daemon = True
+    timer.start()
+
+    def finished() -> None:
+        """After ssh's output ended, before anything is checked: did the remote tar finish well?"""
+        code = process.wait()
+        errors = stderr.join()
+        if expired.is_set() and code == -signal.SIGKILL:
+            raise ExperimentError(f"{m.address} did not finish within {total:.0f} s")
+        if code == 255:
+            raise _login_failure(m, subprocess.CompletedProcess(process.args, code, b"", errors))
+        if code != 0:
+            raise ExperimentError(f"cannot pack the trials of {exp_id} on {m.address}: "
+                                  f"{_one_line(errors) or f'exit code {code}'}")
+
+    try:
+        _receive(process.stdout, target, f"of {exp_id} from {m.address}", finished=finished)
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()  # refused while it was still sending
+        process.wait()
+        stderr.join()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def _receive(stream, target: Path, source: str, *, finished=None, max_archive: int | None = None,
+             max_member: int | None = None, max_members: int | None = None) -> bool:
+    """Spool a tar archive from `stream` (a pipe or file object), check every member, then unpack it into
+    `target`; whether there was anything. `finished()`, if given, runs once the stream has ended and before any
+    check (it raises if the sender failed). Any refusal is one ExperimentError naming `source` (the trial files
+    <source>), the first bad member and what is wrong with it, and leaves `target` as it was."""
+    import tarfile
+    import tempfile
+
+    max_archive = MAX_ARCHIVE_BYTES if max_archive is None else max_archive
+    max_member = MAX_MEMBER_BYTES if max_member is None else max_member
+    max_members = MAX_MEMBERS if max_members is None else max_members
+    try:
+        spool = tempfile.TemporaryFile(dir=target, prefix=".fetch-", suffix=".tar")  # O_TMPFILE: never named
+    except OSError as exc:
+        raise ExperimentError(f"cannot receive the trial files {source} in {target}: {exc}") from None
+    with spool:
+        size = 0
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > max_archive:
+                raise ExperimentError(f"refused the trial files {source}: the archive is over the limit of "
+                                      f"{_size(max_archive)}; nothing was written")
+            try:
+                spool.write(chunk)
+            except OSError as exc:
+                raise ExperimentError(f"cannot receive the trial files {source} in {target}: {exc}") from None
+        if finished is not None:
+            finished()
+        if size == 0:
+            return False  # the machine ran no trial of this experiment
+        spool.flush()
+        spool.seek(0)
+        try:
+            with tarfile.open(fileobj=spool, mode="r:") as archive:  # uncompressed only: no bombs
+                members = _checked_members(archive, size, target, source, max_member, max_members)
+                _extract(archive, members, target, source)
+        except tarfile.TarError as exc:
+            raise ExperimentError(f"refused the trial files {source}: not a tar archive ({exc}); "
+                                  "nothing was written") from None
+    return True
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _checked_members(archive, size: int, target: Path, source: str, max_member: int, max_members: int) -> list:
+    """Every member of the archive, each checked (see _member_problem); the first bad one refuses them all."""
+    kinds: dict[tuple[str, ...], str] = {}  # what the archive makes of each path: file, folder, implied (a parent)
+    here: dict[tuple[str, ...], str | None] = {}  # what is at each path on disk now
+    members = []
+    while True:
+        member = archive.next()
+        if member is None:
+            return members
+        if len(members) == max_members:
+            raise ExperimentError(f"refused the trial files {source}: more than {max_members} files and folders; "
+                                  "nothing was written")
+        problem = _member_problem(member, size, max_member, kinds, here, target)
+        if problem:
+            raise ExperimentError(f"refused the trial files {source}: member {member.name!r} {problem}; "
+                                  "nothing was written")
+        members.append(member)
+
+
+def _member_problem(member, size: int, max_member: int, kinds: dict, here: dict, target: Path) -> str | None:
+    """What is wrong with one member of a remote archive, or None; records it in `kinds` if nothing is."""
+    import tarfile
+
+    from .results import ID_PATTERN
+
+    if member.type == tarfile.SYMTYPE:
+        return f"is a symbolic link (to {member.linkname!r})"
+    if member.type == tarfile.LNKTYPE:
+        return f"is a hard link (to {member.linkname!r})"
+    if member.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        return "is a device node"
+    if member.type == tarfile.FIFOTYPE:
+        return "is a FIFO"
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+        return f"is of tar type {member.type!r}, not a regular file or a folder"
+    is_dir = member.type == tarfile.DIRTYPE
+    name = member.name
+    if not name:
+        return "has an empty name"
+    if any(c in "\0\\" or ord(c) < 32 or ord(c) == 127 for c in name):
+        return "has a NUL, backslash or control character in its name"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "has a name that is not UTF-8"
+    if name.startswith("/"):
+        return "has an absolute name"
+    parts = tuple(name.split("/"))
+    if ".." in parts:
+        return "has a '..' component"
+    if "" in parts or "." in parts:
+        return "has an empty or '.' component"
+    if len(name.encode()) > 1024 or any(len(p.encode()) > 255 for p in parts):
+        return "has a name too long"
+    inside = (len(parts) >= 3 and parts[0] == "environments" and WORKER_NAME.fullmatch(parts[1])
+              and parts[2] == "trials")
+    if not inside or (len(parts) < 5 and not is_dir):  # folders trials/ and trials/<trial>, files in those
+        return f"is not inside environments/{ENV_PREFIX}<N>/trials/<trial>/"
+    if len(parts) >= 4 and not ID_PATTERN.fullmatch(parts[3]):
+        return f"is in {parts[3]!r}, which is not a trial id (letters, digits, - and _ only)"
+    return _placement_problem(member, parts, is_dir, size, max_member, kinds, here, target)
+
+
+def _placement_problem(member, parts: tuple[str, ...], is_dir: bool, size: int, max_member: int, kinds: dict,
+                       here: dict, target: Path) -> str | None:
+    if is_dir and member.size:
+        return "is a folder with data"
+    if member.size > max_member:
+        return f"is {member.size} bytes, over the limit of {_size(max_member)} per file"
+    if member.offset_data + member.size > size:
+        return "is cut short (the archive ends inside it)"
+    for i in range(1, len(parts)):
+        if kinds.get(parts[:i]) == "file":
+            return f"lies inside {'/'.join(parts[:i])!r}, a file in the same archive"
+    seen = kinds.get(parts)
+    if seen is not None and not (seen == "implied" and is_dir):
+        return "appears twice in the archive" if seen != "implied" else "is a file, and other members lie inside it"
+    for i in range(1, len(parts) + 1):
+        if parts[:i] not in here:
+            here[parts[:i]] = _what_is_at(target.joinpath(*parts[:i]))
+        found = here[parts[:i]]
+        rel = "/".join(parts[:i])
+        if found == "link":
+            return f"would be written through {rel!r}, a symbolic link here"
+        wanted = "folder" if i < len(parts) or is_dir else "file"
+        if found is not None and found != wanted:
+            return f"would replace {rel!r}, which is a {found} here"
+    for i in range(1, len(parts)):
+        kinds.setdefault(parts[:i], "implied")
+    kinds[parts] = "folder" if is_dir else "file"
+    return None
+
+
+def _what_is_at(path: Path) -> str | None:
+    import stat
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"path that cannot be examined ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return "link"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "file" if stat.S_ISREG(mode) else "special file"
+
+
+def _extract(archive, members: list, target: Path, source: str) -> None:
+    """Write checked members under `target`. Folders are created (mode from the umask), never entered through a
+    symbolic link (O_NOFOLLOW at every step, in case the folder changed since the check); files are written to a
+    temporary name beside their place, with the umask's mode, then renamed over it."""
+    dirs: dict[tuple[str, ...], int] = {}
+    try:
+        dirs[()] = os.open(target, _OPEN_DIR)
+        for member in members:
+            parts = tuple(member.name.split("/"))
+            if member.isdir():
+                _dir_fd(dirs, parts)
+            else:
+                _write_file(_dir_fd(dirs, parts[:-1]), parts[-1], archive.extractfile(member), member.size)
+    except OSError as exc:
+        raise ExperimentError(f"cannot unpack the trial files {source} into {target}: {exc}") from None
+    finally:
+        for fd in dirs.values():
+            os.close(fd)
+
+
+def _dir_fd(dirs: dict[tuple[str, ...], int], parts: tuple[str, ...]) -> int:
+    if parts in dirs:
+        return dirs[parts]
+    parent = _dir_fd(dirs, parts[:-1])
+    try:
+        fd = os.open(parts[-1], _OPEN_DIR, dir_fd=parent)
+    except FileNotFoundError:
+        os.mkdir(parts[-1], 0o777, dir_fd=parent)
+        fd = os.open(parts[-1], _OPEN_DIR, dir_fd=parent)
+    dirs[parts] = fd
+    return fd
+
+
+def _write_file(dir_fd: int, name: str, data, size: int) -> None:
+    import secrets
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise OSError(f"{name} is no longer a regular file here")
+    except FileNotFoundError:
+        pass
+    temp = f".fetch-{secrets.token_hex(8)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            left = size
+            while left:
+                chunk = data.read(min(CHUNK, left))
+                if not chunk:
+                    raise OSError(f"the archive ends inside {name}")
+                out.write(chunk)
+                left -= len(chunk)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise

@@ -287,6 +287,121 @@ def test_fetch_trials_from_machines_that_ran_none(tmp_path, workdir):  # noqa: F
             fetch_trials([machine], workdir, "elsewhere")
 
 
+@pytest.fixture
+def remote_experiment(tmp_path):
+    """(id, the "remote" machine's experiment folder, the local one): the sshd logs in as this user, so the
+    machine's ~/nni-experiments/<id> is on this computer; removed afterwards."""
+    import uuid
+
+    exp_id = f"fetch{uuid.uuid4().hex[:10]}"
+    remote = Path.home() / "nni-experiments" / exp_id
+    local = tmp_path / "work" / exp_id
+    for rel, data in {"db/nni.sqlite": b"SQLite format 3\0the store", "funcapprox/run.json": b'{"stage": "x"}',
+                      "log/nnimanager.log": b"log\n"}.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+    try:
+        yield exp_id, remote, local
+    finally:
+        shutil.rmtree(remote, ignore_errors=True)
+
+
+def remote_trial(remote: Path, trial: str = "AbC12", worker: int = 1) -> Path:
+    folder = remote / "environments" / f"remote-worker{worker}" / "trials" / trial
+    (folder / ".nni").mkdir(parents=True)
+    return folder
+
+
+def test_fetch_trials_streams_each_machines_trials_over_ssh(tmp_path, remote_experiment, monkeypatch):
+    from test_fetch_safety import snapshot
+
+    import funcapprox.machines as machines
+
+    exp_id, remote, local = remote_experiment
+    weights = os.urandom(3 * 2**20)  # many pipe reads
+    trial = remote_trial(remote)
+    (trial / "model.pt").write_bytes(weights)
+    (trial / "config.json").write_text('{"lr": 0.01}')
+    (trial / "config.json").chmod(0o4755)  # setuid on the machine: not here
+    (trial / ".nni" / "metrics").write_bytes(b"ME00000010")
+    (remote_trial(remote, "Xy_9-z", worker=3) / "trial.stdout").write_text("out\n")  # a restarted worker
+    (remote / "environments" / "remote-worker1" / "upload").mkdir()  # not a trial's: not fetched
+    (remote / "environments" / "remote-worker1" / "upload" / "code.tgz").write_bytes(b"x")
+    (remote / "db").mkdir()
+    (remote / "db" / "nni.sqlite").write_bytes(b"the machine's own")
+    untouched = snapshot(local)
+    known_hosts = tmp_path / "known_hosts"
+    with ssh_server(tmp_path / "sshd") as server:
+        machine = Machine(server.host, server.user, server.key_file, sys.executable, server.port)
+        monkeypatch.setattr(machines, "MAX_ARCHIVE_BYTES", 2**20)
+        with pytest.raises(ExperimentError, match=f"refused the trial files of {exp_id} from {server.user}@127.0.0.1:"
+                                                  f"{server.port}: the archive is over the limit of 1 MiB; "
+                                                  "nothing was written"):
+            fetch_trials([machine], tmp_path / "work", exp_id, known_hosts=known_hosts)
+        assert snapshot(local) == untouched
+        monkeypatch.undo()
+
+        old = os.umask(0o022)
+        try:
+            fetched = fetch_trials([machine], tmp_path / "work", exp_id, known_hosts=known_hosts)
+        finally:
+            os.umask(old)
+    envs = local / "environments"
+    assert fetched == [envs / "remote-worker1" / "trials" / "AbC12", envs / "remote-worker3" / "trials" / "Xy_9-z"]
+    assert (fetched[0] / "model.pt").read_bytes() == weights
+    assert (fetched[0] / "config.json").read_text() == '{"lr": 0.01}'
+    assert (fetched[0] / ".nni" / "metrics").read_bytes() == b"ME00000010"
+    assert (fetched[1] / "trial.stdout").read_text() == "out\n"
+    assert {os.stat(p).st_mode & 0o7777 for p in envs.rglob("*") if p.is_file()} == {0o644}
+    assert not (envs / "remote-worker1" / "upload").exists()
+    assert {k: v for k, v in snapshot(local).items() if not k.startswith("environments")} == untouched
+    assert not [p for p in local.rglob(".fetch-*")]
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hardlink", "fifo", "worker symlink"])
+def test_a_hostile_machine_is_refused_for_real(tmp_path, remote_experiment, plant):
+    """Through the real sshd: the machine's own tar archives what an attacker left in its trial folder."""
+    from test_fetch_safety import snapshot
+
+    exp_id, remote, local = remote_experiment
+    trial = remote_trial(remote)
+    (trial / "model.pt").write_bytes(b"weights")
+    name = "environments/remote-worker1/trials/AbC12/run.json"
+    if plant == "symlink":
+        (trial / "run.json").symlink_to(local / "funcapprox" / "run.json")
+        problem = f"is a symbolic link \\(to '{local}/funcapprox/run.json'\\)"
+    elif plant == "hardlink":
+        os.link(trial / "model.pt", trial / "run.json")  # tar sends the second name as a hard link
+        problem = "is a hard link \\(to 'environments/remote-worker1/trials/AbC12/model.pt'\\)"
+    elif plant == "fifo":
+        os.mkfifo(trial / "run.json")
+        problem = "is a FIFO"
+    else:  # a whole worker folder that is a link: tar archives the link, not what it points to
+        (remote / "environments" / "remote-worker2").mkdir()
+        (remote / "environments" / "remote-worker2" / "trials").symlink_to(local / "funcapprox")
+        name, problem = "environments/remote-worker2/trials", f"is a symbolic link \\(to '{local}/funcapprox'\\)"
+    before = snapshot(local)
+    with ssh_server(tmp_path / "sshd") as server:
+        machine = Machine(server.host, server.user, server.key_file, sys.executable, server.port)
+        with pytest.raises(ExperimentError, match=f"^refused the trial files of {exp_id} from {server.user}@"
+                                                  f"127.0.0.1:{server.port}: member '{name}' {problem}; nothing was "
+                                                  "written$"):
+            fetch_trials([machine], tmp_path / "work", exp_id, known_hosts=tmp_path / "known_hosts")
+    assert snapshot(local) == before
+
+
+def test_a_machine_that_fails_does_not_keep_the_others_files(tmp_path, keys, remote_experiment):
+    exp_id, remote, local = remote_experiment
+    (remote_trial(remote) / "model.pt").write_bytes(b"weights")
+    with ssh_server(tmp_path / "sshd") as server:
+        locked_out = Machine(server.host, server.user, keys / "id", sys.executable, server.port)  # not authorized
+        machine = Machine(server.host, server.user, server.key_file, sys.executable, server.port)
+        with pytest.raises(ExperimentError, match=rf"^cannot log in to {server.user}@127.0.0.1:{server.port} with "
+                                                  r".*/id: .*Permission denied"):
+            fetch_trials([locked_out, machine], tmp_path / "work", exp_id, known_hosts=tmp_path / "known_hosts")
+    assert (local / "environments/remote-worker1/trials/AbC12/model.pt").read_bytes() == b"weights"
+
+
 # --- a real search over SSH ---------------------------------------------------------------------
 
 SPACE = {"learning_rate": {"_type": "choice", "_value": [0.005, 0.01]}}
