@@ -49,6 +49,8 @@ EXHAUSTED_IDLE = 12.0  # seconds: NNI polls every 5 s, and creating a trial took
 ACTIVE_TRIALS = ("WAITING", "RUNNING", "UNKNOWN")
 # A trial leaves about 80 KiB (its files, NNI's store and logs): the study's 306 trials about 25 MiB.
 MIN_FREE_BYTES = 64 * 2**20
+# While a search runs: below this it stops, with room left to record the stop and keep what finished.
+LOW_FREE_BYTES = 16 * 2**20
 # Settings stage 2 takes over from stage 1's best trial: everything but the network.
 HANDOFF_EXCLUDE = ("hidden", "func", "seed")
 
@@ -323,7 +325,7 @@ def check_workdir(workdir: Path) -> None:
 
 
 def launch(plan: StagePlan) -> Launched:
-    """Write the stage's files and start the experiment with `nnictl create`."""
+    """Write the stage's files and start the experiment (NNI's create, locked down: nnilaunch.py)."""
     workdir = plan.workdir
     check_workdir(workdir)
     try:
@@ -336,27 +338,29 @@ def launch(plan: StagePlan) -> Launched:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     folder = workdir / exp_id
-    folder.mkdir(exist_ok=True)
-    staging.rename(folder / META_DIR)
-    write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix})
+    try:
+        staging.rename(folder / META_DIR)
+        write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix})
+    except BaseException as exc:  # a manager nobody recorded would run on unseen: stop it
+        stop(exp_id, workdir)
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ExperimentError(f"experiment {exp_id} started but its files could not be written "
+                                  f"({exc.strerror}); it was stopped") from None
+        raise
     return Launched(exp_id, port, folder, prefix)
 
 
 def _create(plan: StagePlan, staging: Path) -> tuple[str, int, str]:
-    """`nnictl create` with the stage's files in `staging`; the new experiment's id, port and URL prefix."""
+    """Start the experiment with the stage's files in `staging`; the new experiment's id, port and URL prefix."""
     if plan.port is not None and port_in_use(plan.port):
         raise ExperimentError(f"port {plan.port} is in use; pick another with --port, or leave --port out")
     port = plan.port or free_port()
     prefix = new_url_prefix()
     config_file = write_stage_files(plan, staging)
-    command = [nnictl_path(), "create", "--config", str(config_file), "--port", str(port), "--url_prefix", prefix]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
-        output = done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        output, done = str(exc.stdout or "") + str(exc.stderr or ""), None
-    match = re.search(r"Experiment ID: (?:\x1b\[[0-9;]*m)?([A-Za-z0-9]+)", output)
-    if done is None or done.returncode != 0 or not match:
+    output = start_manager({"action": "create", "config": str(config_file), "port": port, "prefix": prefix})
+    match = re.search(r"Experiment ID: ([A-Za-z0-9_-]+)", output)
+    if not match or manager_status(port, prefix) is None:
         exp_id = match.group(1) if match else None
         if exp_id:
             stop(exp_id, plan.workdir)
@@ -402,7 +406,8 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     _kill_leftover(experiment.id)  # trials of a manager that died may still be running
     prepare_store(folder, plan, command, workdir=workdir, training_service=service)
     prefix = new_url_prefix()
-    output = start_stopped("resume", experiment.id, port, workdir, prefix)
+    output = start_manager({"action": "resume", "id": experiment.id, "port": port, "workdir": str(workdir),
+                            "prefix": prefix})
     if manager_status(port, prefix) is None:
         stop(experiment.id, workdir)
         raise ExperimentError(start_failure(output, workdir, experiment.id, "resume"))
@@ -420,9 +425,10 @@ def remote_machines(meta: dict[str, Any]) -> list | None:
     return load_machines(meta["machines_file"])
 
 
-def start_stopped(action: str, exp_id: str, port: int, workdir: Path, prefix: str) -> str:
-    """Start the manager of a stopped experiment again, to `resume` it or `view` it; its output."""
-    return _run([sys.executable, "-m", "funcapprox.nnilaunch", action, exp_id, str(port), str(workdir), prefix])
+def start_manager(request: dict[str, Any]) -> str:
+    """Start an NNI manager locked down (see nnilaunch.py) to create, `resume` or `view` an experiment;
+    the launcher's output. The request (with the secret prefix) goes on standard input, not the command line."""
+    return _run([sys.executable, "-m", "funcapprox.nnilaunch"], json.dumps(request))
 
 
 def live_status(exp_id: str, meta: dict[str, Any]) -> str | None:
@@ -433,10 +439,11 @@ def live_status(exp_id: str, meta: dict[str, Any]) -> str | None:
     return manager_status(port, prefix) if isinstance(port, int) else None
 
 
-def _run(command: list[str]) -> str:
+def _run(command: list[str], request: str) -> str:
     """Run an NNI launcher in a session of its own: a Ctrl-C at the terminal must not cut it off halfway."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180, start_new_session=True)
+        done = subprocess.run(command, input=request, capture_output=True, text=True, timeout=180,
+                              start_new_session=True)
         return done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         return str(exc.stdout or "") + str(exc.stderr or "") + " (timed out after 180 s)"
@@ -525,6 +532,7 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
                 )
         else:
             silent_since = None
+        _check_free_space(workdir, launched.id)
         if on_progress is not None and status is not None:
             on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total, already))
         if status in FINISHED:
@@ -538,6 +546,19 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         else:
             idle_since = None
         time.sleep(poll)
+
+
+def _check_free_space(workdir: Path, exp_id: str) -> None:
+    """A disk that fills up mid-search would fail every later trial and could cut NNI's store
+    short: stop first, while finished trials and the record of the stop still fit."""
+    try:
+        free = shutil.disk_usage(workdir).free
+    except OSError:
+        return
+    if free < LOW_FREE_BYTES:
+        raise ExperimentError(f"the work folder {workdir} is nearly full ({free / 2**20:.1f} MiB free, a search "
+                              f"stops below {LOW_FREE_BYTES // 2**20} MiB); experiment {exp_id} was stopped "
+                              "and its finished trials are kept; free some space")
 
 
 def _live_trials(port: int, prefix: str | None) -> bool | None:

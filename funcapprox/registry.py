@@ -15,7 +15,7 @@ from .experiment import (
     new_url_prefix,
     port_in_use,
     start_failure,
-    start_stopped,
+    start_manager,
     stop,
 )
 from .results import experiment_ids, load_experiment, read_meta, resolve_id
@@ -66,7 +66,7 @@ def view_experiment(workdir: Path, exp_id: str, port: int | None = None) -> str:
                               f"{base_url(meta.get('port'), meta.get('url_prefix'))}")
     port = port or free_port()
     prefix = new_url_prefix()
-    output = start_stopped("view", exp_id, port, workdir, prefix)
+    output = start_manager({"action": "view", "id": exp_id, "port": port, "workdir": str(workdir), "prefix": prefix})
     if manager_status(port, prefix) is None:
         stop(exp_id, workdir)
         raise ExperimentError(start_failure(output, workdir, exp_id, "open"))

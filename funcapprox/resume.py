@@ -48,6 +48,7 @@ class ResumePlan:
     done: int  # grid points (or trials, without a grid) that have a result
     remaining: list[dict[str, Any]]  # NNI parameters still to run; [] for a non-grid tuner
     to_run: int  # trials the resumed experiment may still start
+    space: dict[str, Any] | None = None  # the search space funcapprox recorded for the experiment
 
     @property
     def id(self) -> str:
@@ -105,10 +106,10 @@ def plan_resume(experiment: Experiment, space: dict[str, Any]) -> ResumePlan:
         done_keys = {_config_key(t.params) for t in finished}
         # A point that is no valid configuration (batch > samples, say) failed before training: done.
         remaining = [p for p in grid_points(space) if point_key(fixed, p) not in (*done_keys, None)]
-        return ResumePlan(experiment, len(grid_points(space)) - len(remaining), remaining, len(remaining))
+        return ResumePlan(experiment, len(grid_points(space)) - len(remaining), remaining, len(remaining), space)
     budget = experiment.meta.get("max_trials")
     to_run = max(0, budget - len(finished)) if isinstance(budget, int) else 0
-    return ResumePlan(experiment, len(finished), [], to_run)
+    return ResumePlan(experiment, len(finished), [], to_run, space)
 
 
 def points_space(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,9 +140,17 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
         submitted = connection.execute("select count(distinct trialJobId) from TrialJobEvent "
                                        "where trialJobId != ''").fetchone()[0]
         params["maxTrialNumber"] = submitted + plan.to_run
+        # The tuner and its space come from funcapprox's own record of the experiment, never from
+        # the store: whoever could write the store (a remote machine's files, say) must not choose
+        # the code NNI's tuner runs or what it searches.
+        params["tuner"] = _tuner(plan.experiment.meta.get("tuner"), plan.id)
+        params.pop("assessor", None)
+        params.pop("advisor", None)
         if plan.remaining:
             params["searchSpace"] = points_space(plan.remaining)
-            params.pop("searchSpaceFile", None)  # NNI would read the old space back from it
+        elif plan.space is not None:
+            params["searchSpace"] = plan.space
+        params.pop("searchSpaceFile", None)  # NNI would read the old space back from it
         if workdir is not None:
             params["experimentWorkingDirectory"] = str(workdir)
             params["trialCodeDirectory"] = str(workdir / ".trial-code")
@@ -154,6 +163,14 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
             params.get("trainingService", {})["trialCommand"] = trial_command
         connection.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
                            (json.dumps(params), *row[1:7], row[7] + 1))
+
+
+def _tuner(name: Any, exp_id: str) -> dict[str, Any]:
+    from .nniconfig import TUNERS
+
+    if name not in TUNERS:
+        raise ExperimentError(f"experiment {exp_id} names no tuner funcapprox offers ({name!r}); it cannot be resumed")
+    return {"name": name, **({"classArgs": TUNERS[name]} if TUNERS[name] else {})}
 
 
 def record_orphans_cancelled(folder: Path) -> None:

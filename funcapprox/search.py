@@ -154,7 +154,8 @@ def run_stage(
     machines = plan.machines
     for machine in machines or ():
         check_machine(machine)  # a clear error now, not failed trials later
-    with _stop_signals_interrupt(), warm.worker(enabled=not machines) as socket_path:  # lives while we follow
+    # The warm worker lives while we follow; it serves trials whose files go under the work folder.
+    with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=plan.workdir) as socket_path:
         plan.warm_socket = socket_path
         with _signals_deferred() as deferred:
             launched = launch(plan)
@@ -179,7 +180,7 @@ def resume_stage(
     for machine in machines or ():
         check_machine(machine)
     _fetch(machines, workdir, exp_id)  # what remote trials left decides what is left to run
-    with _stop_signals_interrupt(), warm.worker(enabled=not machines) as socket_path:
+    with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=Path(workdir)) as socket_path:
         with _signals_deferred() as deferred:
             launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
         if launched is None:

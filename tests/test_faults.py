@@ -205,16 +205,19 @@ def test_two_searches_at_once_and_a_third_on_a_busy_port(workdir, tmp_path):
         assert len(experiment.succeeded()) == 2 and len(experiment.trials) == 2
 
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """A real 16 MiB tmpfs (root only): full or read-only for real, no faked errors."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+def mounted_tmpfs(folder: Path, size: str):
+    """A real tmpfs of `size` (root only): full or read-only for real, no faked errors."""
+    folder.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    yield from mounted_tmpfs(tmp_path / "small", "16m")
 
 
 def test_a_full_or_read_only_work_folder_is_a_clear_error_before_launch(small_filesystem):
@@ -227,3 +230,31 @@ def test_a_full_or_read_only_work_folder_is_a_clear_error_before_launch(small_fi
     read_only = funcapprox("search", "--stage", "nonarch", "--epochs", "5", workdir=small_filesystem / "other")
     assert read_only.returncode == 1 and "cannot write to the work folder" in read_only.stderr
     assert "Read-only file system" in read_only.stderr and "Traceback" not in read_only.stderr
+
+
+@pytest.fixture
+def filling_workdir(tmp_path):
+    """A work folder on a 96 MiB tmpfs, every experiment in it stopped afterwards."""
+    for mount in mounted_tmpfs(tmp_path / "filling", "96m"):
+        yield from nni_workdir(mount)
+
+
+def test_a_disk_that_fills_up_mid_search_stops_it_cleanly(filling_workdir):
+    search = start_search(filling_workdir, "--space", str(write_space(filling_workdir.parent / "six.json", SIX_RATES)),
+                          "--epochs", "1500", "--concurrency", "1")
+    try:
+        wait_for(lambda: (e := only_experiment(filling_workdir)) and e.succeeded(), "a finished trial")
+        free = os.statvfs(filling_workdir).f_bavail * os.statvfs(filling_workdir).f_frsize
+        with open(filling_workdir.parent / "ballast", "wb") as ballast:  # leave 8 MiB: under the 16 MiB floor
+            ballast.write(b"\0" * (free - 8 * 2**20))
+        out, err = finish(search)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    assert search.returncode == 1, err
+    assert "is nearly full" in err and "finished trials are kept" in err and "--resume" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    experiment = only_experiment(filling_workdir)
+    assert experiment.succeeded() and len(experiment.trials) < 6
+    assert read_meta(filling_workdir / experiment.id)["status"] == "ERROR"
+    assert not nni_processes(filling_workdir) and not trial_processes(experiment.id)

@@ -69,6 +69,13 @@ def test_the_store_gets_the_missing_points_and_room_for_them(recorded):
     db = workdir / RECORDED_ID / "db" / "nni.sqlite"
     with sqlite3.connect(db) as connection:  # a trial the store still shows running: its manager died
         connection.execute("insert into TrialJobEvent values (1, 'ghost', 'RUNNING', '', '/x', 9, null, 'local-env')")
+        # and a store someone else wrote: a tuner of their own code, an assessor, another space
+        row = connection.execute("select * from ExperimentProfile order by revision desc limit 1").fetchone()
+        forged = json.loads(row[0]) | {"tuner": {"codeDirectory": "/tmp/evil", "className": "evil.Tuner"},
+                                       "assessor": {"name": "Medianstop"},
+                                       "searchSpace": {"act_func": {"_type": "choice", "_value": ["ReLU"]}}}
+        connection.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
+                           (json.dumps(forged), *row[1:7], row[7] + 1))
     plan = plan_resume(load_experiment(workdir, RECORDED_ID), space)
     prepare_store(workdir / RECORDED_ID, plan, trial_command="python -m funcapprox.trial --set func=square")
 
@@ -83,6 +90,7 @@ def test_the_store_gets_the_missing_points_and_room_for_them(recorded):
     assert params["trialCommand"] == params["trainingService"]["trialCommand"] == \
         "python -m funcapprox.trial --set func=square"
     assert ghost == ("SYS_CANCELED", "", "/x")  # data '' and the log path kept: NNI replays these rows
+    assert params["tuner"] == {"name": "GridSearch"} and "assessor" not in params  # from run.json, not the store
     from nni.experiment.config import ExperimentConfig
 
     ExperimentConfig(**params).validate()  # what `nnictl resume` will read back
