@@ -23,6 +23,9 @@ MAX_WIDTH = 4096  # far above the study's 256; stops a typo from eating the mach
 MAX_EPOCHS = 1_000_000
 MAX_SAMPLES = 10_000_000
 MAX_SEEDS = 64
+MAX_MEMORY = 2 * 1024**3  # bytes the engine may need for one run (memory_estimate); far above the study's ~40 MB
+FLOAT_BYTES = 4  # float32
+EVAL_POINTS = 1001 + 101  # train.FINE_POINTS (max error) and train.METRIC_POINTS (metric): the evaluation grids
 
 
 def _canonical(value: Any, names: tuple[str, ...], what: str) -> str:
@@ -134,6 +137,7 @@ class TrainConfig:
         _int("seeds", self.seeds, 1, MAX_SEEDS)
         if not isinstance(self.output_act, bool):
             raise ConfigError(f"output_act must be true or false, not {self.output_act!r}")
+        check_memory(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "the configuration") -> TrainConfig:
@@ -176,11 +180,57 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
+def memory_estimate(config: TrainConfig) -> dict[str, int]:
+    """Bytes the engine (engine.py, train.py) needs for `config`, by what drives each part.
+
+    A cheap, generous estimate, measured against the trainer's peak memory: every seed's copy of
+    the network holds its float32 parameters, their gradients, two optimizer states (Adam's) and,
+    while it is built, the model's own tensors, and an evaluation runs every layer on the two grids
+    ("hidden"); a training step keeps each layer's activations for the backward pass and as many
+    gradients and temporaries again ("batch"); an epoch draws `samples` inputs per seed at once and
+    computes their targets in float64 with its temporaries, about 16 floats a sample ("samples"),
+    and splits them into one pair of tensor views per step, some 600 bytes each ("steps").
+    """
+    units = sum(config.hidden) + 1  # every layer's outputs, the output layer's one included
+    per_seed = {
+        "hidden": 5 * config.n_params + 2 * EVAL_POINTS * units,
+        "batch": 3 * config.batch * units,
+        "samples": 16 * config.samples,
+    }
+    parts = {name: FLOAT_BYTES * config.seeds * n for name, n in per_seed.items()}
+    parts["steps"] = 600 * -(-config.samples // config.batch)
+    return parts
+
+
+def check_memory(config: TrainConfig) -> None:
+    """Refuse, before anything is trained, a configuration whose memory would exceed MAX_MEMORY."""
+    parts = memory_estimate(config)
+    total = sum(parts.values())
+    if total <= MAX_MEMORY:
+        return
+    advice = {
+        "hidden": f"narrower hidden layers (the widest has {max(config.hidden)})",
+        "batch": f"a smaller batch ({config.batch})",
+        "samples": f"fewer samples ({config.samples})",
+        "steps": f"a larger batch ({config.batch}) or fewer samples ({config.samples})",
+    }
+    fixes = [advice[name] for name, part in sorted(parts.items(), key=lambda kv: -kv[1]) if part >= total / 4]
+    if config.seeds > 1 and parts["steps"] < total / 2:
+        fixes.append(f"fewer seeds ({config.seeds})")
+    raise ConfigError(
+        f"this configuration would need about {total / 2**30:.1f} GiB of memory to train, more than the "
+        f"{MAX_MEMORY / 2**30:g} GiB limit; use {' or '.join(fixes)}"
+    )
+
+
 def check_value(name: str, value: Any) -> Any:
     """One setting's value checked on its own, as the configuration would store it.
 
-    Not against the other settings: batch and samples are each checked with the other at its widest.
+    Not against the other settings, which are at their smallest (one unit, one seed, batch 1,
+    samples 1; samples as many as the batch when batch is checked): whether a combination fits in
+    memory is for the whole configuration to say.
     """
-    others = {"batch": 1, "samples": MAX_SAMPLES}
+    batch = value if name == "batch" and type(value) is int and 1 <= value <= MAX_SAMPLES else MAX_SAMPLES
+    others = {"batch": 1, "samples": batch if name == "batch" else 1, "hidden": (1,), "seeds": 1}
     others.pop(name, None)
     return getattr(TrainConfig(**others, **{name: value}), name)

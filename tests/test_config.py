@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
@@ -270,3 +271,70 @@ def test_arch_uses_the_study_notation(hidden, arch):
 @pytest.mark.parametrize("hidden, n", [((64,), 193), ("64,0,0", 193), ((16, 16, 16), 593), ((8, 4), 57), ((9,), 28)])
 def test_n_params(hidden, n):
     assert TrainConfig(hidden=hidden).n_params == n
+
+
+# --- the memory bound ---------------------------------------------------------------------------
+
+
+def test_the_evaluation_grids_of_the_memory_estimate_are_the_trainer_s():
+    from funcapprox.config import EVAL_POINTS
+    from funcapprox.train import FINE_POINTS, METRIC_POINTS
+
+    assert EVAL_POINTS == FINE_POINTS + METRIC_POINTS
+
+
+@pytest.mark.parametrize("hidden, batch, samples, seeds", [
+    ((128, 32, 32), 100, 1000, 20),  # the study's widest network, with 20 seeds
+    ((128, 0, 0), 100, 1000, 20),
+    ((16, 16, 16), 1000, 1000, 64),
+])
+def test_the_study_s_largest_configurations_are_far_under_the_memory_bound(hidden, batch, samples, seeds):
+    from funcapprox.config import MAX_MEMORY, memory_estimate
+
+    config = TrainConfig(hidden=hidden, batch=batch, samples=samples, seeds=seeds)
+    assert sum(memory_estimate(config).values()) < MAX_MEMORY / 10
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"hidden": [4096, 4096, 4096], "seeds": 64}, ["narrower hidden layers (the widest has 4096)", "seeds (64)"]),
+    ({"hidden": [4096], "batch": 1_000_000, "samples": 1_000_000}, ["a smaller batch (1000000)"]),
+    ({"samples": 10_000_000, "seeds": 64}, ["fewer samples (10000000)", "fewer seeds (64)"]),
+    ({"samples": 10_000_000, "batch": 1}, ["a larger batch (1) or fewer samples (10000000)"]),
+])
+def test_a_configuration_over_the_memory_bound_is_refused_with_the_estimate_and_what_to_lower(settings, words):
+    from funcapprox.config import memory_estimate
+
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**settings)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert re.match(r"^this configuration would need about \d+\.\d GiB of memory to train, more than the 2 GiB "
+                    r"limit; use ", message), message
+    for word in words:
+        assert word in message, (word, message)
+    big = TrainConfig()  # the refused configuration, built around the check
+    for name, value in settings.items():
+        object.__setattr__(big, name, tuple(value) if name == "hidden" else value)
+    estimate = float(re.search(r"about (\S+) GiB", message).group(1))
+    assert estimate == round(sum(memory_estimate(big).values()) / 2**30, 1) and estimate > 2
+
+
+def test_the_memory_bound_holds_for_settings_from_files_and_trials():
+    from funcapprox.experiment import parse_set_values
+    from funcapprox.trial import resolve
+
+    with pytest.raises(ConfigError, match=r"^--set: this configuration would need about .* GiB"):
+        parse_set_values(["hidden=4096,4096,4096", "seeds=64"])
+    with pytest.raises(ConfigError, match=r"^the trial's settings: this configuration would need about .* GiB"):
+        resolve({"func": "square", "seeds": 64}, {"hidden_size_1": 4096, "hidden_size_2": 4096})
+    with pytest.raises(ConfigError, match="memory"):
+        TrainConfig.from_dict({"batch": 1_000_000, "samples": 1_000_000, "hidden": [4096]}, source="config.json")
+
+
+def test_the_memory_check_is_cheap():
+    import time
+
+    started = time.perf_counter()
+    for _ in range(2000):
+        TrainConfig(hidden=(128, 32, 32), seeds=20)
+    assert time.perf_counter() - started < 2  # a few microseconds each in every trial's start

@@ -82,8 +82,9 @@ NAMES = {"func": FUNCTIONS, "act": ACTIVATIONS, "optimizer": OPTIMIZERS, "loss":
          "lr_schedule": LR_SCHEDULES}
 INTS = {"epochs": (1, MAX_EPOCHS), "samples": (1, MAX_SAMPLES), "batch": (1, MAX_SAMPLES), "seed": (0, MAX_SEED),
         "seeds": (1, MAX_SEEDS)}
-# Each value valid for its setting on its own: batch=1 and samples=MAX_SAMPLES meet any batch or samples.
-NEUTRAL = {"batch": 1, "samples": MAX_SAMPLES}
+# Each value valid for its setting on its own: as config.check_value does, the others at their smallest (samples as
+# many as the batch when batch is given) keep any value within the memory bound.
+NEUTRAL = {"batch": 1, "samples": 1, "hidden": (1,), "seeds": 1}
 
 # --- strategies ----------------------------------------------------------------------------------
 
@@ -150,7 +151,19 @@ def configs(draw) -> TrainConfig:
                  if name not in ("batch", "epochs")}
     settings_["batch"] = draw(st.integers(1, settings_["samples"]))
     settings_["epochs"] = draw(st.none() | valid_value("epochs"))
+    while too_big(settings_):  # within the memory bound (config.MAX_MEMORY): halve the settings that drive it
+        settings_ |= {"seeds": max(1, settings_["seeds"] // 2), "samples": max(1, settings_["samples"] // 2),
+                      "batch": max(1, settings_["batch"] // 2), "hidden": [max(1, s // 2) for s in settings_["hidden"]]}
     return TrainConfig(**settings_)
+
+
+def too_big(settings_: dict) -> bool:
+    try:
+        TrainConfig(**settings_)
+    except ConfigError as exc:
+        assert "memory" in str(exc), exc
+        return True
+    return False
 
 
 def config_dicts() -> st.SearchStrategy[dict]:
@@ -172,7 +185,9 @@ def assert_clear(exc: BaseException, *words: str) -> None:
 
 def alone(setting: str, value) -> TrainConfig:
     """The configuration with `value` for `setting` and neutral others: raises if the value is invalid."""
-    return TrainConfig(**{**{k: v for k, v in NEUTRAL.items() if k != setting}, setting: value})
+    fits = setting == "batch" and type(value) is int and 1 <= value <= MAX_SAMPLES
+    neutral = {**NEUTRAL, "samples": value if fits else MAX_SAMPLES} if setting == "batch" else NEUTRAL
+    return TrainConfig(**{**{k: v for k, v in neutral.items() if k != setting}, setting: value})
 
 
 def assert_valid_config(config: TrainConfig) -> None:
@@ -290,7 +305,7 @@ def no_training():
     """`funcapprox train` builds its configuration, then stops where it would train; yields the configurations."""
     built: list[TrainConfig] = []
 
-    def stub(config, folder, on_eval=None):
+    def stub(config, folder, on_eval=None, force=False):
         built.append(config)
         raise _Stub("stopped before training")
 
