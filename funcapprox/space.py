@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from itertools import product
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +31,7 @@ NNI_TYPES = {
 }
 GRID_TYPES = {"choice", "randint", "quniform", "qloguniform"}  # finite under GridSearch
 WHOLE_NUMBERS = ("epochs", "samples", "batch", "seed", "seeds")  # settings that take ints, not fractions
+MAX_SPACE_BYTES = 1024 * 1024  # a search-space file is a few KB; this refuses a wrong file before reading it all
 MAX_GRID_VALUES = 100_000  # a randint or q-grid with more values counts as continuous: no one runs it all
 
 
@@ -42,15 +45,53 @@ def default_space_path(stage: str) -> Path:
     return SPACES_DIR / f"{stage}.json"
 
 
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _check_file(path: Path, info: os.stat_result) -> None:
+    kind = _file_kind(info.st_mode)
+    if kind is not None:
+        raise ConfigError(f"search space {path} is {kind}; it must be a regular JSON file")
+    if info.st_size > MAX_SPACE_BYTES:
+        raise ConfigError(f"search space {path} is {info.st_size} bytes, over the limit of "
+                          f"{MAX_SPACE_BYTES // 1024 // 1024} MiB for a search-space file")
+
+
+def _read_space_file(path: Path) -> str:
+    """The file's text: a regular file of at most MAX_SPACE_BYTES, checked before it is read (a FIFO never blocks)."""
+    try:
+        _check_file(path, os.stat(path))
+        # O_NONBLOCK: if a FIFO took the file's place since the stat, opening it does not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as file:
+            _check_file(path, os.fstat(file.fileno()))
+            data = file.read(MAX_SPACE_BYTES + 1)
+    except ConfigError:
+        raise
+    except FileNotFoundError:
+        raise ConfigError(f"search space {path} does not exist") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ConfigError(f"cannot read search space {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > MAX_SPACE_BYTES:  # the file grew since the stat
+        raise ConfigError(f"search space {path} is over the limit of {MAX_SPACE_BYTES // 1024 // 1024} MiB "
+                          "for a search-space file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read search space {path}: it is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
+
+
 def load_space(path: Path | str) -> dict[str, Any]:
     """Read and check a search-space JSON file; every error names the file and the key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"search space {path} does not exist") from None
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
-        raise ConfigError(f"cannot read search space {path}: {exc}") from None
+    text = _read_space_file(path)
     try:
         space = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -335,3 +335,65 @@ def test_settings_to_params_of_every_scheduled_arch_set_round_trips(arch_schedul
     for params in arch_schedule:
         settings = params_to_settings(params)
         assert params_to_settings(settings_to_params(settings)) == settings
+
+
+# --- what may be a search-space file -----------------------------------------------------------
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "space.json"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom funcapprox.space import load_space\ntry:\n    load_space(sys.argv[1])\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
+    # In a subprocess with a timeout: a load_space that opened the FIFO for reading would wait here for ever.
+    result = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert result.stdout == f"ConfigError search space {fifo} is a FIFO; it must be a regular JSON file\n", result
+
+
+def test_a_fifo_swapped_in_after_the_check_is_opened_without_blocking(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "space.json"
+    os.mkfifo(fifo)
+    code = ("import os, sys\nimport funcapprox.space as space\nregular = os.stat(space.default_space_path('arch'))\n"
+            "space.os.stat = lambda path: regular\n"  # as if a regular file was there at the check
+            "try:\n    space.load_space(sys.argv[1])\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n")
+    # O_NONBLOCK: the open returns at once, and fstat sees the FIFO.
+    result = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert result.stdout == f"ConfigError search space {fifo} is a FIFO; it must be a regular JSON file\n", result
+
+
+@pytest.mark.parametrize("path, kind", [(".", "a folder"), ("/dev/null", "a device")])
+def test_a_folder_or_a_device_is_refused(tmp_path, path, kind):
+    with pytest.raises(ConfigError, match=f"^search space {path} is {kind}; it must be a regular JSON file$"):
+        load_space(path)
+
+
+def test_a_file_over_1_mib_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "space.json"
+    big.write_text(json.dumps({"act_func": {"_type": "choice", "_value": ["ReLU"] * 200_000}}))
+    size = big.stat().st_size
+    assert size > 1024 * 1024
+    with pytest.raises(ConfigError, match=rf"^search space {big} is {size} bytes, over the limit of 1 MiB for a "
+                                          "search-space file$"):
+        load_space(big)
+
+
+def test_a_file_of_exactly_1_mib_loads(tmp_path):
+    path = tmp_path / "space.json"
+    text = json.dumps({"act_func": {"_type": "choice", "_value": ["ReLU", "Tanh"]}})
+    path.write_text(text + " " * (1024 * 1024 - len(text)))
+    assert load_space(path) == {"act_func": {"_type": "choice", "_value": ["ReLU", "Tanh"]}}
+
+
+def test_a_file_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_bytes(b'{"act_func": "\xff"}')
+    with pytest.raises(ConfigError, match=rf"^cannot read search space {path}: it is not UTF-8 text"):
+        load_space(path)
