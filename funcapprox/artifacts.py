@@ -1,18 +1,22 @@
 """What a run leaves on disk (configuration, history, metrics, weights) and reading it back.
 
 Every file is written atomically (temporary file, then rename), so a crash never
-leaves a half-written file for a later command to choke on.
+leaves a half-written file for a later command to choke on; a whole run folder is
+written beside its destination and renamed into place when complete (staged_folder).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import TrainConfig
 from .errors import ConfigError, FuncApproxError
@@ -38,7 +42,8 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
+def atomic_write(path: Path, data: bytes | str, replace: bool = True) -> None:
+    """Write `path` whole or not at all; with replace=False, FileExistsError if it exists (checked atomically)."""
     path = Path(path)
     fd, tmp = _temp_beside(path)
     try:
@@ -46,10 +51,27 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             out.write(data.encode() if isinstance(data, str) else data)
             out.flush()
             os.fsync(out.fileno())  # the data on disk before the name: a power cut leaves old or new, not empty
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _rename_new(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _rename_new(tmp: str, path: Path) -> None:
+    """Give `tmp` the name `path` only if no file has it: a hard link fails atomically on an existing name."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (a race is left, not a crash)
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
 
 
 def finite(data: Any) -> Any:
@@ -76,18 +98,108 @@ def read_json(path: Path) -> Any:
         raise FuncApproxError(f"{path} is not readable JSON ({exc})") from None
 
 
-def prepare_dir(folder: Path) -> Path:
-    """Create the run folder, or say clearly why it cannot be one."""
+MAX_CLAIMS = 10_000  # name, name-2, … name-10000: far more runs than anyone starts in one second
+
+
+def claim_folder(parent: Path, name: str) -> Path:
+    """Create and return a new, empty folder `parent/name`, or name-2, name-3, … if taken.
+
+    os.mkdir either creates the folder or fails, so two runs (two processes too) never share one.
+    """
+    parent = Path(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run folder {parent / name}: {exc.strerror}") from None
+    for n in range(1, MAX_CLAIMS + 1):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot create the run folder {folder}: {exc.strerror}") from None
+        return folder
+    raise ConfigError(f"{parent} already holds {MAX_CLAIMS} runs named {name}; give --out")
+
+
+def _holds_files(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return next(entries, None) is not None
+
+
+def check_run_dest(folder: Path, force: bool = False) -> Path:
+    """Where a run into `folder` goes (symbolic links followed), or ConfigError saying why it cannot.
+
+    A folder that holds files is refused unless `force`; its parents are created.
+    """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
+    dest = Path(os.path.realpath(folder))
+    if dest.exists() and not dest.is_dir():
         raise ConfigError(f"--out {folder} is a file; give a folder to write the run into")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        full = dest.is_dir() and _holds_files(dest)
     except OSError as exc:
         raise ConfigError(f"cannot create the run folder {folder}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"the run folder {folder} is not writable")
-    return folder
+    if full and not force:
+        raise ConfigError(f"--out {folder} already holds files (an earlier run?); add --force to replace it, "
+                          "or give another --out")
+    here = Path(os.path.realpath(Path.cwd()))
+    if full and (dest == here or dest in here.parents):
+        raise ConfigError(f"--out {folder} holds the current folder, which --force would delete; give another --out")
+    if not os.access(dest.parent, os.W_OK):
+        raise ConfigError(f"cannot write the run folder {folder}: {dest.parent} is not writable")
+    return dest
+
+
+@contextmanager
+def staged_folder(folder: Path, force: bool = False) -> Iterator[Path]:
+    """A new folder beside `folder` to write a run into, renamed to `folder` when the block ends.
+
+    So `folder` only ever holds one run, whole: an empty or missing `folder` is replaced in one
+    rename; with `force` an earlier run is renamed aside, the new one renamed in, then the old one
+    deleted. If the block raises (a crash, Ctrl-C) the staging folder is deleted and an earlier run
+    is left as it was.
+    """
+    dest = check_run_dest(folder, force)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.staging-"))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; a run folder is a plain one
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+    try:
+        yield staging
+        _move_into_place(staging, dest, Path(folder), force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already unless the run failed
+
+
+def _move_into_place(staging: Path, dest: Path, folder: Path, force: bool) -> None:
+    try:
+        os.rename(staging, dest)  # dest missing or an empty folder: replaced in one step
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FuncApproxError(f"cannot move the run into {folder}: {exc.strerror}") from None
+    if not force:  # files appeared in dest while the run trained: keep both
+        other = claim_folder(dest.parent, dest.name)
+        os.rename(staging, other)
+        raise FuncApproxError(f"{folder} was written to while this run trained, so the run was saved in {other}")
+    old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+    try:
+        os.rename(dest, old)  # onto the empty folder mkdtemp made
+        os.rename(staging, dest)
+    except BaseException:
+        if not os.path.lexists(dest):  # the earlier run was moved aside, the new one not in: put it back
+            os.rename(old, dest)
+        elif staging.exists():  # nothing moved: `old` is still the empty folder
+            with suppress(OSError):
+                old.rmdir()
+        else:  # both moved: the new run is in place
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_run(folder: Path, result) -> None:

@@ -6,7 +6,9 @@ them, so `funcapprox --help` and the result readers start fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -81,14 +83,16 @@ def cli() -> None:
               help="cosine: lr decays to 0 over the run; constant: the study's.")
 @click.option("--output-act", is_flag=True, help="Apply the activation after the output layer too (the study's code).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder [default: runs/FUNC-TIMESTAMP].")
+              help="Run folder [default: runs/FUNC-TIMESTAMP]; one that holds files needs --force.")
+@click.option("--force", is_flag=True, help="Replace the run already in --out (the whole folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
 def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init, lr_schedule, output_act,
-          out, as_json):
+          out, force, as_json):
     """Train one configuration and plot the fit.
 
     Example: funcapprox train --func oscillator --hidden 64,0,0 --act LeakyReLU --lr 0.005 --loss SmoothL1Loss
     """
+    from .artifacts import check_run_dest
     from .runs import default_run_dir, run_training
 
     config = _library_call(
@@ -96,10 +100,18 @@ def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, 
         samples=samples, batch=batch, seed=seed, seeds=seeds, init=init, lr_schedule=lr_schedule,
         output_act=output_act,
     )
-    folder = out or default_run_dir(config)
+    if out is not None:
+        _library_call(check_run_dest, out, force)  # refused before the first line of output
+    folder = out or _library_call(default_run_dir, config)  # a new folder, claimed: no other run gets it
     if not as_json:
         click.echo(f"training {_describe(config)} → {folder}", err=True)
-    result = _library_call(run_training, config, folder, _progress_printer(config.epochs))
+    try:
+        result = _library_call(run_training, config, folder, _progress_printer(config.epochs), force=force)
+    except BaseException:
+        if out is None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # the claimed folder, if the run did not get into it
+        raise
     summary = result.summary()
     if as_json:
         keys = ("status", "reason", "metric", "rms", "max_error", "max_error_x", "n_params", "seconds", *SEED_KEYS)
@@ -481,15 +493,18 @@ def _print_csv(trials) -> None:
 @experiment_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG to write [default: the experiment's funcapprox/ folder]; the history goes beside it.")
+@click.option("--force", is_flag=True, help="Replace --out and its -history.png if they exist.")
 @click.option("--retrain", is_flag=True, help="If the trial's weights are missing, train its configuration again.")
 @workdir_option
-def plot(trial_id, experiment_id, out, retrain, workdir):
+def plot(trial_id, experiment_id, out, force, retrain, workdir):
     """Plot a trial's fit against the truth, and its metric history.
 
     Example: funcapprox plot --trial best --experiment latest
     """
     from .figures import plot_trial
 
+    if out is not None and not force:  # the history is written as figures.plot_trial names it
+        _refuse_existing(out, out.with_name(out.stem + "-history.png"))
     paths = _library_call(plot_trial, workdir.resolve(), experiment_id, trial_id, out, retrain)
     for path in paths:
         click.echo(f"wrote {path}")
@@ -499,8 +514,9 @@ def plot(trial_id, experiment_id, out, retrain, workdir):
 @experiment_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write [default: the experiment's funcapprox/report.html].")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @workdir_option
-def report(experiment_id, out, workdir):
+def report(experiment_id, out, force, workdir):
     """Write one self-contained HTML report of an experiment: best fit, Pareto front,
     parallel coordinates, per-parameter summaries, metric histories, failures.
 
@@ -508,8 +524,17 @@ def report(experiment_id, out, workdir):
     """
     from .report import write_report
 
-    path = _library_call(write_report, workdir.resolve(), experiment_id, out)
+    if out is not None and not force:
+        _refuse_existing(out)
+    path = _library_call(write_report, workdir.resolve(), experiment_id, out, replace=force or out is None)
     click.echo(f"wrote {path}")
+
+
+def _refuse_existing(*paths: Path) -> None:
+    """A user-given output file is not overwritten without --force."""
+    for path in paths:
+        if os.path.lexists(path):
+            raise UserError(f"{path} already exists; add --force to replace it, or give another --out")
 
 
 @cli.command()

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -42,8 +43,11 @@ METRIC_NOTE = ("metric = −log10 of the RMS error on the 101-point grid x = 0, 
                "5 evaluations; higher is better (2 means an RMS error of 0.01). Max error is read on 1001 points.")
 
 
-def write_report(workdir: Path, experiment_id: str = "latest", out: Path | None = None) -> Path:
-    """Write the experiment's report as one HTML file; by default `<workdir>/<id>/funcapprox/report.html`."""
+def write_report(workdir: Path, experiment_id: str = "latest", out: Path | None = None, replace: bool = True) -> Path:
+    """Write the experiment's report as one HTML file; by default `<workdir>/<id>/funcapprox/report.html`.
+
+    With replace=False an existing `out` is refused (ConfigError), also one that appears while the page is made.
+    """
     experiment = load_experiment(Path(workdir), experiment_id)
     if not experiment.succeeded():
         raise ExperimentError(f"experiment {experiment.id} has no succeeded trial yet; nothing to report")
@@ -52,9 +56,14 @@ def write_report(workdir: Path, experiment_id: str = "latest", out: Path | None 
         raise ConfigError(f"--out {out} is a folder; give the HTML file to write")
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of --out {out} does not exist")
+    exists = ConfigError(f"{out} already exists; add --force to replace it, or give another --out")
+    if not replace and os.path.lexists(out):
+        raise exists
     page = render_report(experiment)
     try:
-        atomic_write(out, page)
+        atomic_write(out, page, replace=replace)
+    except FileExistsError:
+        raise exists from None
     except OSError as exc:
         raise FuncApproxError(f"cannot write the report {out}: {exc.strerror}") from None
     return out

@@ -198,3 +198,272 @@ def test_python_dash_m_funcapprox_help(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Usage: funcapprox" in result.stdout
     assert "train" in result.stdout
+
+
+# --- nothing of an earlier run is lost or mixed ----------------------------------------------------
+
+
+def _hashes(folder):
+    """Every file under `folder` (hidden ones too) by its path relative to it, with its content's hash."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_error_line(result, *words):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0] == lines[-1], result.output
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+    return errors[0]
+
+
+def _leftovers(parent):
+    """Staging or set-aside folders a run left beside its destination."""
+    return sorted(p.name for p in parent.iterdir() if ".staging-" in p.name or ".old-" in p.name)
+
+
+@pytest.fixture
+def earlier_run(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", *FAST, "--out", str(out)).exit_code == 0
+    (out / "notes.txt").write_text("mine, not the run's")
+    return out
+
+
+def test_train_into_an_earlier_run_exits_2_and_leaves_every_file_as_it_was(earlier_run):
+    before = _hashes(earlier_run)
+    result = invoke("train", *FAST, "--hidden", "4", "--out", str(earlier_run))
+    assert result.exit_code == 2, result.output
+    assert _one_error_line(result, str(earlier_run), "--force", "--out") == (
+        f"Error: --out {earlier_run} already holds files (an earlier run?); add --force to replace it, "
+        "or give another --out")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""  # refused before any training
+    assert _hashes(earlier_run) == before
+    assert _leftovers(earlier_run.parent) == []
+
+
+def test_train_into_an_existing_empty_folder_is_fine(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert invoke("train", *FAST, "--out", str(out)).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+
+
+def test_force_replaces_the_earlier_run_whole(earlier_run):
+    result = invoke("train", *FAST, "--hidden", "4", "--out", str(earlier_run), "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in earlier_run.iterdir()) == sorted(RUN_FILES)  # notes.txt went with the old run
+    assert _strict_json(earlier_run / "config.json")["hidden"] == [4]
+    assert _strict_json(earlier_run / "metrics.json")["n_params"] == 13
+    assert _leftovers(earlier_run.parent) == []
+
+
+def test_force_with_a_diverging_run_keeps_no_weights_or_plot_of_the_old_one(earlier_run):
+    result = invoke("train", *DIVERGE, "--out", str(earlier_run), "--force")
+    assert result.exit_code == 1, result.output
+    # The diverged run keeps what it computed, and nothing of the old run is mixed in.
+    assert sorted(p.name for p in earlier_run.iterdir()) == ["config.json", "history.json", "metrics.json"]
+    assert _strict_json(earlier_run / "metrics.json")["status"] == "diverged"
+    assert _leftovers(earlier_run.parent) == []
+
+
+def test_force_may_not_replace_the_current_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")  # conftest runs the test in tmp_path
+    result = invoke("train", *FAST, "--out", ".", "--force")
+    assert result.exit_code == 2, result.output
+    _one_error_line(result, "current folder")
+    assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_a_run_interrupted_or_crashing_leaves_the_earlier_run_and_no_staging_folder(earlier_run, monkeypatch,
+                                                                                   failure):
+    import funcapprox.runs
+
+    before = _hashes(earlier_run)
+    seen = []
+
+    def fail_after_writing(model, config, path):  # the run's files are written; the plot breaks
+        seen.extend(p.name for p in path.parent.iterdir())
+        raise failure("stop")
+
+    monkeypatch.setattr(funcapprox.runs, "save_fit_plot", fail_after_writing)
+    result = CliRunner().invoke(cli, ["train", *FAST, "--out", str(earlier_run), "--force"])
+    assert result.exit_code == 1
+    assert {"config.json", "metrics.json", "model.pt"} <= set(seen)  # they were written, in the staging folder
+    assert _hashes(earlier_run) == before
+    assert _leftovers(earlier_run.parent) == []
+
+
+def test_an_interrupted_run_into_the_default_folder_leaves_no_empty_folder(tmp_path, monkeypatch):
+    import funcapprox.runs
+
+    def interrupt(config, on_eval=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(funcapprox.runs, "train", interrupt)
+    result = CliRunner().invoke(cli, ["train", *FAST])
+    assert result.exit_code == 1  # click's "Aborted!"
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+INTERRUPTIBLE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "  # a job may inherit
+                 "from funcapprox.cli import main; sys.argv[0] = 'funcapprox'; main()")  # SIGINT ignored
+
+
+def test_ctrl_c_during_a_real_run_leaves_the_earlier_run(earlier_run):
+    import signal
+    import time
+
+    before = _hashes(earlier_run)
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTIBLE, "train", "--func", "square", "--hidden", "8", "--epochs", "1000000",
+         "--out", str(earlier_run), "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _leftovers(earlier_run.parent):  # training has started in its staging folder
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert _hashes(earlier_run) == before
+    assert _leftovers(earlier_run.parent) == []
+
+
+def test_runs_started_in_the_same_second_get_two_folders(tmp_path):
+    from funcapprox.runs import default_run_dir
+
+    config = TrainConfig(func="square")
+    now = 1_800_000_000.0
+    first, second, third = (default_run_dir(config, tmp_path / "runs", now=now) for _ in range(3))
+    stamp = time_stamp(now)
+    assert [first.name, second.name, third.name] == [f"square-{stamp}", f"square-{stamp}-2", f"square-{stamp}-3"]
+    assert all(folder.is_dir() and not any(folder.iterdir()) for folder in (first, second, third))
+
+
+def time_stamp(now: float) -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+
+
+def test_two_train_processes_at_once_write_two_whole_runs(tmp_path):
+    command = [sys.executable, "-m", "funcapprox", "train", "--func", "square", "--hidden", "4", "--epochs", "5",
+               "--json"]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    run_dirs = [json.loads(stdout)["run_dir"] for stdout, _ in outputs]
+    assert len(set(run_dirs)) == 2
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "runs").iterdir()) == sorted(run_dirs)
+    for run_dir in run_dirs:
+        assert sorted(p.name for p in (tmp_path / run_dir).iterdir()) == sorted(RUN_FILES)
+
+
+# --- plot and report do not overwrite a file of the user's without --force ---------------------------
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    from conftest_search import copy_recorded
+
+    return copy_recorded(tmp_path)
+
+
+def _plot(workdir, out, *more):
+    return invoke("plot", "--trial", "ud7Qq", "--out", str(out), "--workdir", str(workdir), *more)
+
+
+@pytest.mark.parametrize("existing", ["fit.png", "fit-history.png"])
+def test_plot_onto_an_existing_file_needs_force(workdir, tmp_path, existing):
+    out = tmp_path / "fit.png"
+    (tmp_path / existing).write_bytes(b"mine")
+    result = _plot(workdir, out)
+    assert result.exit_code == 2, result.output
+    assert _one_error_line(result, "--force") == (
+        f"Error: {tmp_path / existing} already exists; add --force to replace it, or give another --out")
+    assert (tmp_path / existing).read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["workdir", existing])  # nothing else written
+
+    result = _plot(workdir, out, "--force")
+    assert result.exit_code == 0, result.output
+    for path in (out, tmp_path / "fit-history.png"):
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_plot_to_its_default_file_in_the_experiment_is_regenerated_without_force(workdir):
+    for _ in range(2):
+        result = invoke("plot", "--trial", "ud7Qq", "--workdir", str(workdir))
+        assert result.exit_code == 0, result.output
+
+
+def test_report_onto_an_existing_file_needs_force(workdir, tmp_path):
+    out = tmp_path / "report.html"
+    out.write_text("mine")
+    result = invoke("report", "--out", str(out), "--workdir", str(workdir))
+    assert result.exit_code == 2, result.output
+    assert _one_error_line(result, "--force") == (
+        f"Error: {out} already exists; add --force to replace it, or give another --out")
+    assert out.read_text() == "mine"
+    result = invoke("report", "--out", str(out), "--workdir", str(workdir), "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_to_its_default_file_in_the_experiment_is_regenerated_without_force(workdir):
+    for _ in range(2):
+        result = invoke("report", "--workdir", str(workdir))
+        assert result.exit_code == 0, result.output
+
+
+# --- resource limits --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--hidden", "4096,4096,4096", "--seeds", "64"], ["GiB", "memory", "hidden", "seeds (64)"]),
+    (["--hidden", "4096", "--batch", "1000000", "--samples", "1000000"], ["GiB", "memory", "batch (1000000)"]),
+    (["--samples", "10000000", "--batch", "1"], ["GiB", "memory", "batch (1)", "samples (10000000)"]),
+])
+def test_a_configuration_too_big_for_memory_exits_2_before_training(tmp_path, args, words):
+    out = tmp_path / "run"
+    result = invoke("train", *args, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result, *words)
+    assert "more than the 2 GiB limit" in line
+    assert not out.exists() and "epoch" not in result.output
+
+
+def test_the_study_s_largest_configuration_trains(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", "--hidden", "128,32,32", "--seeds", "20", "--epochs", "5", "--out", str(out))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_fifo_as_search_space_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "space.json"
+    os.mkfifo(fifo)
+    result = subprocess.run([sys.executable, "-m", "funcapprox", "search", "--stage", "nonarch", "--space", str(fifo),
+                             "--dry-run", "--workdir", str(tmp_path / "experiments")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"Error: search space {fifo} is a FIFO; it must be a regular JSON file"]
+
+
+def test_a_search_space_over_1_mib_is_refused(tmp_path):
+    big = tmp_path / "space.json"
+    big.write_text(json.dumps({"act_func": {"_type": "choice", "_value": ["ReLU"] * 200_000}}))
+    result = invoke("search", "--stage", "nonarch", "--space", str(big), "--dry-run", "--workdir",
+                    str(tmp_path / "experiments"))
+    assert result.exit_code == 2, result.output
+    assert _one_error_line(result) == (
+        f"Error: search space {big} is {big.stat().st_size} bytes, over the limit of 1 MiB for a search-space file")

@@ -634,3 +634,14 @@ def test_reports_render_in_chromium(browser, recorded, arch, tmp_path):
     browser.evaluate("new Promise(r => setTimeout(r, 200))")
     seen = " ".join(browser.errors())
     assert "boom" in seen and "bang" in seen
+
+
+def test_out_is_not_replaced_unless_asked(tmp_path):
+    workdir = copy_recorded(tmp_path)
+    out = tmp_path / "r.html"
+    out.write_text("mine")
+    with pytest.raises(ConfigError, match=rf"^{out} already exists; add --force to replace it, or give another --out$"):
+        write_report(workdir, out=out, replace=False)
+    assert out.read_text() == "mine"
+    assert write_report(workdir, out=out) == out  # replace=True, the default: the experiment's own files
+    assert Page(out.read_text()).section_ids == SECTION_IDS
