@@ -412,8 +412,9 @@ def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path)
     """`funcapprox search --platform remote` through a real sshd on loopback: NNI's remote service
     runs the trials over SSH; results, plot and report then work as for a local search."""
     from test_e2e_nni import funcapprox
+    from test_security import LOOPBACK, listening_addresses
 
-    from funcapprox.results import experiment_ids, load_experiment
+    from funcapprox.results import experiment_ids, load_experiment, read_meta
 
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     with ssh_server(tmp_path / "sshd") as server:
@@ -430,10 +431,15 @@ def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path)
             assert config["trainingService"]["machineList"][0]["port"] == server.port
             assert config["trialCommand"].startswith(sys.executable) and "--warm" not in config["trialCommand"]
 
-            done = funcapprox(*args, workdir=workdir, timeout=600)
+            done = funcapprox(*args, "--keep-ui", workdir=workdir, timeout=600)
             assert done.returncode == 0, done.stderr
             assert "over SSH" in done.stdout and "best trial" in done.stdout
             (exp_id,) = experiment_ids(workdir)
+            # The machine is this one: the manager listens where it connects back, loopback, and nowhere else.
+            port = read_meta(workdir / exp_id)["port"]
+            assert listening_addresses(port) == LOOPBACK
+            assert listening_addresses(port + 1) <= LOOPBACK  # NNI 3.0 keeps port + 1 for remote platforms
+            assert funcapprox("experiments", "--stop", exp_id, workdir=workdir).returncode == 0
             experiment = load_experiment(workdir, exp_id)
             assert sorted(t.params["lr"] for t in experiment.trials) == [0.005, 0.01]
             assert all(t.status == "SUCCEEDED" and t.output_dir.parts[-3] == "remote-worker1"
