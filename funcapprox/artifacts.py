@@ -35,17 +35,19 @@ def _umask() -> int:
     return mask
 
 
-def _temp_beside(path: Path) -> tuple[int, str]:
-    """A temporary file next to `path` with the permissions a plain open() would give it."""
+def _temp_beside(path: Path, private: bool = False) -> tuple[int, str]:
+    """A temporary file next to `path` with the permissions a plain open() would give it (0600 if private)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files
+    if not private:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files
     return fd, tmp
 
 
-def atomic_write(path: Path, data: bytes | str, replace: bool = True) -> None:
-    """Write `path` whole or not at all; with replace=False, FileExistsError if it exists (checked atomically)."""
+def atomic_write(path: Path, data: bytes | str, replace: bool = True, private: bool = False) -> None:
+    """Write `path` whole or not at all; with replace=False, FileExistsError if it exists (checked atomically);
+    private: readable by its owner only (0600) from the first byte."""
     path = Path(path)
-    fd, tmp = _temp_beside(path)
+    fd, tmp = _temp_beside(path, private)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data.encode() if isinstance(data, str) else data)
@@ -85,8 +87,8 @@ def finite(data: Any) -> Any:
     return data
 
 
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
+def write_json(path: Path, data: Any, private: bool = False) -> None:
+    atomic_write(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n", private=private)
 
 
 def read_json(path: Path) -> Any:

@@ -340,7 +340,8 @@ def launch(plan: StagePlan) -> Launched:
     folder = workdir / exp_id
     try:
         staging.rename(folder / META_DIR)
-        write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix})
+        write_json(folder / META_DIR / META_FILE, _meta(plan, exp_id) | {"port": port, "url_prefix": prefix},
+                   private=True)  # it holds the secret URL prefix
     except BaseException as exc:  # a manager nobody recorded would run on unseen: stop it
         stop(exp_id, workdir)
         shutil.rmtree(staging, ignore_errors=True)
@@ -632,7 +633,7 @@ def _cmdline(pid: int) -> bytes | None:
 def mark(workdir: Path, exp_id: str, **fields: Any) -> None:
     """Record something about an experiment in its run.json (its final status, say)."""
     path = workdir / exp_id / META_DIR / META_FILE
-    write_json(path, read_meta(workdir / exp_id) | fields)
+    write_json(path, read_meta(workdir / exp_id) | fields, private=True)  # it holds the secret URL prefix
 
 
 def manifest_entry(exp_id: str) -> dict[str, Any]:
