@@ -98,6 +98,8 @@ def read_json(path: Path) -> Any:
         raise FuncApproxError(f"{path} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FuncApproxError(f"{path} is not readable JSON ({exc})") from None
+    except RecursionError:
+        raise FuncApproxError(f"{path} is not readable JSON (nested too deep)") from None
 
 
 MAX_CLAIMS = 10_000  # name, name-2, … name-10000: far more runs than anyone starts in one second

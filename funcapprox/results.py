@@ -247,12 +247,15 @@ def _decode_metric(data: str) -> Any:
 def _trial_folder(folder: Path, log_path: str | None) -> Path | None:
     """The trial's folder inside this experiment's folder: NNI records absolute paths,
     which break when a work folder is moved or copied."""
-    if not log_path:
+    if not log_path or not isinstance(log_path, str):
         return None
     parts = Path(log_path).parts
     if "environments" not in parts:
-        return Path(log_path)
-    return folder.joinpath(*parts[parts.index("environments"):])
+        return None  # NNI keeps every trial under environments/: anything else is not a trial folder
+    inside = parts[parts.index("environments"):]
+    if any(part in ("..", ".") for part in inside):
+        return None
+    return folder.joinpath(*inside)
 
 
 def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) -> list[TrialRecord]:
@@ -268,7 +271,7 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
                 record = json.loads(data)
                 t["params"] = record.get("parameters", {}) or {}
                 by_parameter_id[str(record.get("parameter_id"))] = t["params"]
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, TypeError, RecursionError):
                 pass
         if event in ("WAITING", "RUNNING") and "started" not in t:
             t["started"] = timestamp
@@ -281,7 +284,7 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
         reported_parameter[trial_id] = str(parameter_id)
         try:
             value = _decode_metric(data)
-        except ValueError:
+        except (ValueError, TypeError, RecursionError):  # the store is outside input too
             continue
         if kind == "FINAL":
             finals[trial_id] = value
@@ -341,7 +344,7 @@ def _received(output_dir: Path | None) -> dict[str, Any] | None:
         return None
     try:
         params = json.loads((output_dir / RECEIVED_FILE).read_text()).get("parameters")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # a remote machine's file: outside input
         return None
     return params if isinstance(params, dict) else None
 
@@ -365,7 +368,7 @@ def _failure_reason(output_dir: Path | None) -> str:
     if failure.exists():
         try:
             return str(json.loads(failure.read_text()).get("reason"))
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             pass
     stderr = output_dir / "trial.stderr"
     try:

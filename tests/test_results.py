@@ -316,3 +316,24 @@ def test_a_broken_run_json_is_a_clear_error(workdir):
     (workdir / RECORDED_ID / "funcapprox" / "run.json").write_text("{not json")
     with pytest.raises(ExperimentError, match="run.json is not readable JSON"):
         load_experiment(workdir, RECORDED_ID)
+
+
+# --- files a remote machine or anyone with the store could have written --------------------------
+
+
+def test_hostile_trial_files_and_store_paths_are_read_as_missing(workdir):
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError
+    ok = trial_folder(workdir, SUCCEEDED[0])
+    for name in ("parameters.json", "config.json", "metrics.json"):
+        (ok / name).write_text(deep)
+    (trial_folder(workdir, FAILED[0]) / "failure.json").write_text(deep)
+    db = workdir / RECORDED_ID / "db" / "nni.sqlite"
+    with sqlite3.connect(db) as connection:  # a trial whose recorded folder points out of the experiment
+        connection.execute("update TrialJobEvent set logPath = ? where trialJobId = ?",
+                           (str(workdir / RECORDED_ID / "environments" / ".." / ".." / ".."), SUCCEEDED[1]))
+        connection.execute("insert into MetricData values (1, ?, '0', 'FINAL', 0, ?)", (SUCCEEDED[1], deep))
+    experiment = load_experiment(workdir, RECORDED_ID)
+    by_id = {t.trial_id: t for t in experiment.trials}
+    assert by_id[SUCCEEDED[1]].output_dir is None
+    assert by_id[SUCCEEDED[0]].params["act"] == "Sigmoid"  # from the store, the trial's own files unreadable
+    assert by_id[FAILED[0]].status == "FAILED"
