@@ -258,3 +258,23 @@ def test_a_disk_that_fills_up_mid_search_stops_it_cleanly(filling_workdir):
     assert experiment.succeeded() and len(experiment.trials) < 6
     assert read_meta(filling_workdir / experiment.id)["status"] == "ERROR"
     assert not nni_processes(filling_workdir) and not trial_processes(experiment.id)
+
+
+def test_a_failure_after_the_manager_started_stops_it(workdir, tmp_path, monkeypatch):
+    from funcapprox import experiment
+    from funcapprox.errors import ExperimentError
+
+    plan = experiment.plan_stage("nonarch", "square", workdir, space_file=write_space(tmp_path / "s.json", SIX_RATES),
+                                 epochs=5)
+    write_json = experiment.write_json
+
+    def full_disk_for_run_json(path, *args, **kwargs):
+        if Path(path).name == "run.json":
+            raise OSError(28, "No space left on device")
+        return write_json(path, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "write_json", full_disk_for_run_json)
+    with pytest.raises(ExperimentError, match="started but its files could not be written .No space left on device.; "
+                                              "it was stopped"):
+        experiment.launch(plan)
+    assert not nni_processes(workdir)
