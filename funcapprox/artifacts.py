@@ -26,7 +26,7 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.pt"
 FIT_PLOT_FILE = "fit.png"
-RECEIVED_FILE = "parameters.json"  # what an NNI trial received (funcapprox.trial writes it)
+RECEIVED_FILE = "parameters.json"  # what an NNI trial received (funcapprox.nni.trial writes it)
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ import click
 
 from .config import ACTIVATIONS, DEFAULT_EPOCHS, INITS, LOSSES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, parse_hidden
 from .errors import ConfigError, FuncApproxError
-from .nniconfig import TUNERS
+from .nni.config import TUNERS
 
 DEFAULTS = TrainConfig()
 
@@ -213,7 +213,8 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
 
     Example: funcapprox search --stage all --func oscillator
     """
-    from .experiment import parse_set_values, plan_stage
+    from .config import parse_set_values
+    from .search.plan import plan_stage
 
     workdir = workdir.resolve()
     if resume_id is not None:
@@ -229,7 +230,7 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
     if (platform == "remote") != (machines_file is not None):
         raise click.UsageError("--platform remote and --machines FILE go together")
     if machines_file is not None:
-        from .machines import load_machines
+        from .nni.remote import load_machines
 
         machines_file = machines_file.resolve()
         machines = _library_call(load_machines, machines_file)  # every bad entry reported now, before anything starts
@@ -258,9 +259,9 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
 
 
 def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None:
-    from .experiment import plan_stage
     from .results import check_id, experiment_ids, read_meta
-    from .search import StageOutcome, resume_stage
+    from .search.plan import plan_stage
+    from .search.run import StageOutcome, resume_stage
 
     _library_call(check_id, exp_id)
 
@@ -297,7 +298,7 @@ def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None
 
 
 def _dry_run(plan) -> None:
-    from .experiment import dry_run
+    from .search.plan import dry_run
 
     folder = plan.workdir / ".dry-run" / f"{plan.func}-{plan.stage}"
     config_file = _library_call(dry_run, plan, folder)
@@ -308,7 +309,7 @@ def _dry_run(plan) -> None:
 
 
 def _run_stage(plan, follow: bool, keep_ui: bool):
-    from .search import run_stage
+    from .search.run import run_stage
 
     if plan.handoff:
         source = f"best trial of {plan.from_experiment}" if plan.from_experiment else "--set"
@@ -385,7 +386,7 @@ def _duration(seconds: float) -> str:
 
 
 def _short_params(trial) -> str:
-    from .space import settings_to_params
+    from .config import settings_to_params
 
     p = trial.params
     shown = {k: p[k] for k in ("act", "lr", "optimizer", "loss") if k in p}
@@ -441,8 +442,8 @@ def results(experiment_id, top, fmt, pareto, by, smallest, max_error, workdir):
 
     Examples: funcapprox results --top 10; funcapprox results --pareto; funcapprox results --smallest --max-error 0.006
     """
-    from .pareto import pareto_front, smallest_within
-    from .results import load_experiment
+    from .nni.store import load_experiment
+    from .views.pareto import pareto_front, smallest_within
 
     if smallest != (max_error is not None):
         raise click.UsageError("--smallest and --max-error go together")
@@ -501,7 +502,7 @@ def plot(trial_id, experiment_id, out, force, retrain, workdir):
 
     Example: funcapprox plot --trial best --experiment latest
     """
-    from .figures import plot_trial
+    from .views.figures import plot_trial
 
     if out is not None and not force:  # the history is written as figures.plot_trial names it
         _refuse_existing(out, out.with_name(out.stem + "-history.png"))
@@ -522,7 +523,7 @@ def report(experiment_id, out, force, workdir):
 
     Example: funcapprox report --experiment latest --out report.html
     """
-    from .report import write_report
+    from .views.report import write_report
 
     if out is not None and not force:
         _refuse_existing(out)
@@ -547,7 +548,7 @@ def experiments(stop_id, view_id, port, workdir):
 
     Example: funcapprox experiments --view 5g2kd1x0
     """
-    from . import registry
+    from .search import registry
 
     workdir = workdir.resolve()
     if stop_id and view_id:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -234,3 +235,103 @@ def check_value(name: str, value: Any) -> Any:
     others = {"batch": 1, "samples": batch if name == "batch" else 1, "hidden": (1,), "seeds": 1}
     others.pop(name, None)
     return getattr(TrainConfig(**others, **{name: value}), name)
+
+
+# --- the settings codec: NNI's parameter names and values ⇄ TrainConfig fields ------------------
+# The one place that knows the study's names (act_func, learning_rate, hidden_size_N), the
+# nested choices hidden sizes arrive in (arch, a resumed grid's point), and `--set` text.
+
+# The study's names for configuration fields.
+ALIASES = {"act_func": "act", "learning_rate": "lr"}
+
+HIDDEN_KEYS = tuple(f"hidden_size_{i}" for i in range(1, MAX_LAYERS + 1))
+
+ARCH_KEY = "arch"  # the nested choice that holds the hidden sizes
+
+POINT_KEY = "point"  # the nested choice of a resumed grid: one branch per point still to run (resume.py)
+
+
+def parameter_name(setting: str) -> str:
+    """A TrainConfig field under the name a search space gives it (lr → learning_rate)."""
+    return {v: k for k, v in ALIASES.items()}.get(setting, setting)
+
+
+def searchable_names() -> tuple[str, ...]:
+    """Names a search space may use: the study's, and configuration fields except func."""
+    fields = [f for f in field_names() if f not in ("func", "hidden")]
+    return (*ALIASES, *HIDDEN_KEYS, *fields)
+
+
+def params_to_settings(params: Any, source: str = "the trial's parameters") -> dict[str, Any]:
+    """NNI parameters (possibly nested) as TrainConfig settings.
+
+    Anyone who reaches NNI's port can submit a trial's parameters, so an unknown name,
+    a setting given twice (act_func and act) and anything but hidden sizes inside arch
+    are errors; the values themselves are TrainConfig's to check.
+    """
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source} must be a JSON object, not {type(params).__name__}")
+    entries: list[tuple[str, Any, str | None]] = []  # (name, value, the nested choice it came in)
+    for key, value in params.items():
+        if key in (ARCH_KEY, POINT_KEY) and isinstance(value, dict):
+            entries += [(k, v, key) for k, v in value.items() if k != "_name"]
+        else:
+            entries.append((key, value, None))
+    known = searchable_names()
+    settings: dict[str, Any] = {}
+    sizes: dict[int, Any] = {}
+    given: dict[str, str] = {}  # setting → the name that gave it
+    for key, value, within in entries:
+        if key not in known:
+            raise ConfigError(f"unknown parameter {key!r} in {source}; known parameters: {', '.join(known)}")
+        if within == ARCH_KEY and key not in HIDDEN_KEYS:
+            raise ConfigError(f"{source}: {ARCH_KEY!r} holds only hidden sizes, not {key!r}")
+        setting = key if key in HIDDEN_KEYS else ALIASES.get(key, key)
+        name = f"{within}.{key}" if within else key
+        if setting in given:
+            raise ConfigError(f"{source}: {setting} is given twice, as {given[setting]!r} and {name!r}")
+        given[setting] = name
+        if key in HIDDEN_KEYS:
+            sizes[HIDDEN_KEYS.index(key)] = value
+        else:
+            settings[setting] = value
+    if sizes:
+        if sorted(sizes) != list(range(len(sizes))):
+            raise ConfigError(f"{source}: hidden sizes must start at hidden_size_1 with no gaps")
+        settings["hidden"] = parse_hidden([sizes[i] for i in range(len(sizes))])
+    return settings
+
+
+def settings_to_params(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The reverse, flat: configuration settings under the study's parameter names."""
+    params = {parameter_name(k): v for k, v in settings.items() if k != "hidden"}
+    for i, size in enumerate(settings.get("hidden", ())):
+        params[HIDDEN_KEYS[i]] = size
+    return params
+
+
+def read_set_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` pairs, each value JSON where it reads as JSON, else its text (the one --set parser)."""
+    raw: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes NAME=VALUE, like act_func=Tanh; got {pair!r}")
+        try:
+            raw[key.strip()] = json.loads(text)
+        except (ValueError, RecursionError):  # not JSON (or JSON Python will not read): the text itself
+            raw[key.strip()] = text.strip()
+    return raw
+
+
+def parse_set_values(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--set act_func=Tanh` pairs as configuration settings (study or field names)."""
+    raw = read_set_pairs(pairs)
+    hidden = raw.pop("hidden", None)
+    settings = params_to_settings(raw, "--set")
+    if hidden is not None:
+        if "hidden" in settings:
+            raise ConfigError("--set gives the hidden sizes twice (hidden and hidden_size_N); give one")
+        settings["hidden"] = hidden
+    TrainConfig.from_dict({"func": "square", **settings}, source="--set")  # check values now, not per trial
+    return settings

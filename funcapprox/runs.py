@@ -8,8 +8,8 @@ from typing import Callable
 
 from .artifacts import FIT_PLOT_FILE, claim_folder, save_run, staged_folder
 from .config import TrainConfig
-from .figures import save_fit_plot
 from .train import Evaluation, TrainResult, train
+from .views.figures import save_fit_plot
 
 
 def default_run_dir(config: TrainConfig, root: Path = Path("runs"), now: float | None = None) -> Path:

@@ -320,8 +320,8 @@ def test_a_configuration_over_the_memory_bound_is_refused_with_the_estimate_and_
 
 
 def test_the_memory_bound_holds_for_settings_from_files_and_trials():
-    from funcapprox.experiment import parse_set_values
-    from funcapprox.trial import resolve
+    from funcapprox.config import parse_set_values
+    from funcapprox.nni.trial import resolve
 
     with pytest.raises(ConfigError, match=r"^--set: this configuration would need about .* GiB"):
         parse_set_values(["hidden=4096,4096,4096", "seeds=64"])

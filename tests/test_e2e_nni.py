@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from funcapprox.experiment import manager_status
-from funcapprox.results import experiment_ids, load_experiment, read_meta
+from funcapprox.nni.manager import manager_status
+from funcapprox.nni.store import load_experiment
+from funcapprox.results import experiment_ids, read_meta
 
 pytestmark = pytest.mark.nni
 
@@ -41,7 +42,7 @@ def nni_workdir(tmp_path: Path):
     """A work folder whose experiments are all stopped afterwards; no NNI manager may outlive it."""
     folder = tmp_path / "experiments"
     yield folder
-    from funcapprox.experiment import stop
+    from funcapprox.nni.manager import stop
 
     for exp_id in experiment_ids(folder):
         stop(exp_id, folder)

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from test_e2e_nni import funcapprox, manager_answers, nni_processes, nni_workdir, write_space
 
-from funcapprox.experiment import manifest_entry, trial_processes
-from funcapprox.results import experiment_ids, load_experiment, read_meta
-from funcapprox.resume import grid_points, has_result, point_key
+from funcapprox.nni.manager import manifest_entry, trial_processes
+from funcapprox.nni.store import load_experiment
+from funcapprox.results import experiment_ids, read_meta
+from funcapprox.search.resume import grid_points, has_result, point_key
 
 pytestmark = pytest.mark.nni
 
@@ -261,20 +262,20 @@ def test_a_disk_that_fills_up_mid_search_stops_it_cleanly(filling_workdir):
 
 
 def test_a_failure_after_the_manager_started_stops_it(workdir, tmp_path, monkeypatch):
-    from funcapprox import experiment
     from funcapprox.errors import ExperimentError
+    from funcapprox.search import run
+    from funcapprox.search.plan import plan_stage
 
-    plan = experiment.plan_stage("nonarch", "square", workdir, space_file=write_space(tmp_path / "s.json", SIX_RATES),
-                                 epochs=5)
-    write_json = experiment.write_json
+    plan = plan_stage("nonarch", "square", workdir, space_file=write_space(tmp_path / "s.json", SIX_RATES), epochs=5)
+    write_json = run.write_json
 
     def full_disk_for_run_json(path, *args, **kwargs):
         if Path(path).name == "run.json":
             raise OSError(28, "No space left on device")
         return write_json(path, *args, **kwargs)
 
-    monkeypatch.setattr(experiment, "write_json", full_disk_for_run_json)
+    monkeypatch.setattr(run, "write_json", full_disk_for_run_json)
     with pytest.raises(ExperimentError, match="started but its files could not be written .No space left on device.; "
                                               "it was stopped"):
-        experiment.launch(plan)
+        run.launch(plan)
     assert not nni_processes(workdir)

@@ -1,4 +1,4 @@
-"""What a remote machine's tar may put into the experiment folder (funcapprox.machines._receive, the unpacking
+"""What a remote machine's tar may put into the experiment folder (funcapprox.nni.remote._receive, the unpacking
 fetch_trials streams ssh's output through): hostile archives are refused whole, and the folder is unchanged."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from funcapprox.errors import ExperimentError
-from funcapprox.machines import _receive
+from funcapprox.nni.remote import _receive
 
 TRIAL = "environments/remote-worker1/trials/AbC12"
 SOURCE = "of exp1 from alice@gpu1:22"

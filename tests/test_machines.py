@@ -16,7 +16,7 @@ from sshd import ssh_server
 from test_e2e_nni import nni_processes, workdir  # noqa: F401 (workdir is a fixture)
 
 from funcapprox.errors import ConfigError, ExperimentError
-from funcapprox.machines import (
+from funcapprox.nni.remote import (
     CODE_PLACEHOLDER,
     Machine,
     check_machine,
@@ -104,7 +104,7 @@ def test_key_file_paths_expand_home_and_start_from_the_machines_file(tmp_path, k
 
 
 def test_the_remote_service_validates_with_nni(tmp_path, keys):
-    from funcapprox.nniconfig import experiment_config, trial_command, validate_with_nni
+    from funcapprox.nni.config import experiment_config, trial_command, validate_with_nni
 
     machines = load_machines(write_machines(tmp_path, [entry(keys), entry(keys, host="hostb")]))
     config = experiment_config(name="remote", search_space={"learning_rate": {"_type": "choice", "_value": [0.01]}},
@@ -112,7 +112,7 @@ def test_the_remote_service_validates_with_nni(tmp_path, keys):
                                code_dir=tmp_path, workdir=tmp_path / "exp")
     config["trainingService"] = remote_training_service(machines, manager_ip="10.0.0.1")
     validate_with_nni(config)
-    assert config["trialCommand"].startswith(f"{VENV_PYTHON} -m funcapprox.trial ")
+    assert config["trialCommand"].startswith(f"{VENV_PYTHON} -m funcapprox.nni.trial ")
 
 
 # --- mistakes, one message each -------------------------------------------------------------------
@@ -315,7 +315,7 @@ def remote_trial(remote: Path, trial: str = "AbC12", worker: int = 1) -> Path:
 def test_fetch_trials_streams_each_machines_trials_over_ssh(tmp_path, remote_experiment, monkeypatch):
     from test_fetch_safety import snapshot
 
-    import funcapprox.machines as machines
+    import funcapprox.nni.remote as machines
 
     exp_id, remote, local = remote_experiment
     weights = os.urandom(3 * 2**20)  # many pipe reads
@@ -414,7 +414,8 @@ def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path)
     from test_e2e_nni import funcapprox
     from test_security import LOOPBACK, listening_addresses
 
-    from funcapprox.results import experiment_ids, load_experiment, read_meta
+    from funcapprox.nni.store import load_experiment
+    from funcapprox.results import experiment_ids, read_meta
 
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     with ssh_server(tmp_path / "sshd") as server:

@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from funcapprox.config import TrainConfig
+from funcapprox.config import TrainConfig, params_to_settings, read_set_pairs
 from funcapprox.errors import ConfigError
-from funcapprox.nniconfig import (
+from funcapprox.nni.config import (
     TUNERS,
     experiment_config,
     parse_duration,
@@ -19,8 +19,8 @@ from funcapprox.nniconfig import (
     trial_command,
     validate_with_nni,
 )
-from funcapprox.space import default_space_path, grid_size, load_space, params_to_settings
-from funcapprox.trial import parse_fixed, resolve
+from funcapprox.nni.trial import resolve
+from funcapprox.search.space import default_space_path, grid_size, load_space
 
 
 def _config(tmp_path, **kwargs):
@@ -34,7 +34,7 @@ def _config(tmp_path, **kwargs):
 def _set_pairs(command: str) -> list[str]:
     """The values of the --set options, split the way a POSIX shell splits NNI's trialCommand."""
     argv = shlex.split(command)
-    assert argv[1:3] == ["-m", "funcapprox.trial"]
+    assert argv[1:3] == ["-m", "funcapprox.nni.trial"]
     pairs = argv[3:]
     assert pairs[::2] == ["--set"] * (len(pairs) // 2)
     return pairs[1::2]
@@ -118,7 +118,7 @@ def test_trial_command_defaults_to_this_python():
 
 def test_trial_command_is_shell_quoted():
     command = trial_command({"func": "square", "act": "Tanh"}, python="/opt/my venv/bin/python3")
-    assert command.startswith("'/opt/my venv/bin/python3' -m funcapprox.trial ")
+    assert command.startswith("'/opt/my venv/bin/python3' -m funcapprox.nni.trial ")
     assert shlex.split(command)[0] == "/opt/my venv/bin/python3"
     assert "--set func=square --set act=Tanh" in command  # readable: nothing quoted that needs no quotes
 
@@ -137,12 +137,12 @@ def test_trial_command_is_shell_quoted():
 def test_trial_command_round_trips_to_the_same_settings(config):
     fixed = config.to_dict()
     command = trial_command(fixed, python="/usr/bin/python3")
-    assert resolve(parse_fixed(_set_pairs(command)), {}) == config
+    assert resolve(read_set_pairs(_set_pairs(command)), {}) == config
 
 
 def test_trial_command_round_trips_a_stage_s_fixed_settings_without_the_searched_ones():
     fixed = {k: v for k, v in TrainConfig(func="square").to_dict().items() if k not in ("act", "lr")}
-    parsed = parse_fixed(_set_pairs(trial_command(fixed)))
+    parsed = read_set_pairs(_set_pairs(trial_command(fixed)))
     assert set(parsed) == set(fixed)
     assert resolve(parsed, {"act_func": "Tanh", "learning_rate": 0.03}) == TrainConfig(
         func="square", act="Tanh", lr=0.03)
@@ -157,7 +157,7 @@ def test_trial_command_writes_hidden_as_three_sizes(hidden, text):
 def test_trial_command_round_trips_a_single_hidden_layer():
     config = TrainConfig(func="square", hidden=(64,))
     command = trial_command(config.to_dict(), python="/usr/bin/python3")
-    assert resolve(parse_fixed(_set_pairs(command)), {}) == config
+    assert resolve(read_set_pairs(_set_pairs(command)), {}) == config
 
 
 # --- durations --------------------------------------------------------------------------------
@@ -195,13 +195,12 @@ def test_shipped_nnictl_templates_validate_and_their_trials_resolve(name):
 
     from nni.experiment.config import ExperimentConfig
 
-    from funcapprox.config import TrainConfig
-    from funcapprox.trial import parse_fixed
+    from funcapprox.config import TrainConfig, read_set_pairs
 
     path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yml"
     config = ExperimentConfig.load(str(path))
     config.validate()  # what `nnictl create --config configs/<name>.yml` checks first
     raw = yaml.safe_load(path.read_text())
     assert raw["maxTrialNumber"] == grid_size(load_space(path.parent / raw["searchSpaceFile"]))
-    fixed = parse_fixed(_set_pairs(raw["trialCommand"]))
+    fixed = read_set_pairs(_set_pairs(raw["trialCommand"]))
     TrainConfig.from_dict(fixed)

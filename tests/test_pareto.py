@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from funcapprox.errors import ExperimentError
-from funcapprox.pareto import pareto_front, smallest_within
 from funcapprox.results import TrialRecord
+from funcapprox.views.pareto import pareto_front, smallest_within
 
 
 def trial(trial_id: str, n_params: int, max_error: float | None, metric: float = 2.0,

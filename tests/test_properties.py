@@ -36,8 +36,11 @@ from funcapprox import runs
 from funcapprox.cli import HiddenSizes, cli
 from funcapprox.config import (
     ACTIVATIONS,
+    ALIASES,
+    ARCH_KEY,
     FUNCTION_ALIASES,
     FUNCTIONS,
+    HIDDEN_KEYS,
     INITS,
     LOSSES,
     LR_SCHEDULES,
@@ -47,30 +50,21 @@ from funcapprox.config import (
     MAX_SEEDS,
     MAX_WIDTH,
     OPTIMIZERS,
+    POINT_KEY,
     TrainConfig,
     field_names,
-    parse_hidden,
-)
-from funcapprox.errors import ConfigError, FuncApproxError
-from funcapprox.experiment import parse_set_values
-from funcapprox.nniconfig import trial_command
-from funcapprox.results import check_id, experiment_ids, resolve_id
-from funcapprox.space import (
-    ALIASES,
-    ARCH_KEY,
-    HIDDEN_KEYS,
-    NNI_TYPES,
-    POINT_KEY,
-    all_architectures,
-    check_space,
-    grid_size,
-    load_space,
-    normalize_space,
     params_to_settings,
+    parse_hidden,
+    parse_set_values,
+    read_set_pairs,
     searchable_names,
     settings_to_params,
 )
-from funcapprox.trial import parse_fixed, resolve
+from funcapprox.errors import ConfigError, FuncApproxError
+from funcapprox.nni.config import trial_command
+from funcapprox.nni.trial import resolve
+from funcapprox.results import check_id, experiment_ids, resolve_id
+from funcapprox.search.space import NNI_TYPES, all_architectures, check_space, grid_size, load_space, normalize_space
 
 # deadline=None: the first example of a CLI property imports torch and matplotlib.
 # database=None: the properties write nothing beside the tests (no .hypothesis folder).
@@ -701,14 +695,14 @@ def test_settings_and_nni_parameters_round_trip(config, names, nested):
 def test_the_trial_command_round_trips_the_fixed_settings(config):
     argv = shlex.split(trial_command(config.to_dict(), python="python"))
     pairs = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-    assert resolve(parse_fixed(pairs), None) == config
+    assert resolve(read_set_pairs(pairs), None) == config
 
 
 @PROPERTY
 @given(st.lists(st.text(max_size=16) | st.sampled_from(["epochs=" + LONG_NUMBER, "lr=" + DEEP_JSON, "=", "a=b=c"]),
                 max_size=4))
 def test_trial_set_pairs_give_settings_or_a_clear_error(pairs):
-    fixed = attempt(parse_fixed, pairs)
+    fixed = attempt(read_set_pairs, pairs)
     if isinstance(fixed, Exception):
         return
     assert isinstance(fixed, dict)

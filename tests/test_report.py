@@ -17,10 +17,12 @@ import pytest
 from conftest_search import PNG_SIGNATURE, RECORDED, RECORDED_ID, copy_recorded, trial_folder
 
 from funcapprox.artifacts import save_run, write_json
-from funcapprox.config import TrainConfig
+from funcapprox.config import TrainConfig, params_to_settings
 from funcapprox.errors import ConfigError, ExperimentError
-from funcapprox.pareto import pareto_front
-from funcapprox.report import (
+from funcapprox.nni.store import load_experiment
+from funcapprox.train import train
+from funcapprox.views.pareto import pareto_front
+from funcapprox.views.report import (
     REPORT_FILE,
     SECTIONS,
     parallel_data,
@@ -29,9 +31,6 @@ from funcapprox.report import (
     searched_settings,
     write_report,
 )
-from funcapprox.results import load_experiment
-from funcapprox.space import params_to_settings
-from funcapprox.train import train
 
 CHROMIUM = Path("/usr/bin/chromium")
 SECTION_IDS = [key for key, _ in SECTIONS]
@@ -123,7 +122,7 @@ def fabricate_experiment(workdir: Path, exp_id: str, stage: str, fixed: dict[str
                          from_experiment: str | None = None, handoff: dict[str, Any] | None = None) -> Path:
     """An experiment folder as NNI 3.0 and funcapprox leave it, without NNI: NNI's own sqlite store
     (the recorded one's schema and profile, its trial rows replaced), run.json, and one trial folder per
-    trial with what funcapprox.trial writes. Trials train for real (quickly); `killed` ones never ran."""
+    trial with what funcapprox.nni.trial writes. Trials train for real (quickly); `killed` ones never ran."""
     folder = workdir / exp_id
     (folder / "db").mkdir(parents=True)
     (folder / "funcapprox").mkdir()
@@ -299,8 +298,8 @@ def test_pareto_and_metric_by_value_figures_data_first():
     import numpy as np
     from matplotlib.figure import Figure
 
-    from funcapprox.plot import MetricByValue, draw_metric_by_value, draw_pareto, pareto_data
     from funcapprox.results import TrialRecord
+    from funcapprox.views.plot import MetricByValue, draw_metric_by_value, draw_pareto, pareto_data
 
     def trial(trial_id, hidden, max_error, status="SUCCEEDED"):
         params = TrainConfig(func="square", hidden=hidden).to_dict()

@@ -12,7 +12,8 @@ from conftest_search import FAILED, RECORDED, RECORDED_ID, SUCCEEDED, copy_recor
 
 from funcapprox.config import TrainConfig, field_names
 from funcapprox.errors import ConfigError, ExperimentError
-from funcapprox.results import check_id, experiment_ids, load_experiment, resolve_id
+from funcapprox.nni.store import load_experiment
+from funcapprox.results import check_id, experiment_ids, resolve_id
 
 ORDER = ("ud7Qq", "wcNBM", "njzKx", "E3Yy2")  # NNI's trial sequence
 DIVERGED = "training diverged at epoch 5: the network output became NaN or infinite"

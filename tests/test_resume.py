@@ -12,9 +12,9 @@ import sqlite3
 import pytest
 from conftest_search import RECORDED_ID, copy_recorded, grid_schedule, trial_folder
 
-from funcapprox.results import load_experiment
-from funcapprox.resume import grid_points, has_result, plan_resume, point_key, points_space, prepare_store
-from funcapprox.space import default_space_path, load_space, normalize_space
+from funcapprox.nni.store import load_experiment, prepare_store
+from funcapprox.search.resume import grid_points, has_result, plan_resume, point_key, points_space
+from funcapprox.search.space import default_space_path, load_space, normalize_space
 
 
 @pytest.mark.parametrize("space", [
@@ -77,7 +77,7 @@ def test_the_store_gets_the_missing_points_and_room_for_them(recorded):
         connection.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
                            (json.dumps(forged), *row[1:7], row[7] + 1))
     plan = plan_resume(load_experiment(workdir, RECORDED_ID), space)
-    prepare_store(workdir / RECORDED_ID, plan, trial_command="python -m funcapprox.trial --set func=square")
+    prepare_store(workdir / RECORDED_ID, plan, trial_command="python -m funcapprox.nni.trial --set func=square")
 
     with sqlite3.connect(db) as connection:
         params = json.loads(connection.execute(
@@ -88,7 +88,7 @@ def test_the_store_gets_the_missing_points_and_room_for_them(recorded):
     assert [point_key(experiment.meta["fixed"], p) for p in grid_schedule(params["searchSpace"])] == [
         json.dumps(failed.params, sort_keys=True)]
     assert params["trialCommand"] == params["trainingService"]["trialCommand"] == \
-        "python -m funcapprox.trial --set func=square"
+        "python -m funcapprox.nni.trial --set func=square"
     assert ghost == ("SYS_CANCELED", "", "/x")  # data '' and the log path kept: NNI replays these rows
     assert params["tuner"] == {"name": "GridSearch"} and "assessor" not in params  # from run.json, not the store
     from nni.experiment.config import ExperimentConfig

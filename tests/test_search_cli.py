@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from conftest_search import FAILED, PNG_SIGNATURE, RECORDED_ID, copy_recorded, trial_folder
 
 from funcapprox.cli import cli
-from funcapprox.config import TrainConfig, field_names
+from funcapprox.config import TrainConfig, field_names, parse_set_values, read_set_pairs
 from funcapprox.errors import ConfigError
-from funcapprox.experiment import parse_set_values, plan_stage
-from funcapprox.space import default_space_path, load_space
-from funcapprox.trial import parse_fixed, resolve
+from funcapprox.nni.trial import resolve
+from funcapprox.search.plan import plan_stage
+from funcapprox.search.space import default_space_path, load_space
 
 JSON_KEYS = ["trial_id", "status", "params", "metric", "rms", "max_error", "n_params", "seconds"]
 DIVERGED = "training diverged at epoch 5: the network output became NaN or infinite"
@@ -38,8 +38,8 @@ def _isolated(tmp_path, monkeypatch):
     def no_launch(*args, **kwargs):
         raise AssertionError("a unit test tried to start an NNI experiment")
 
-    monkeypatch.setattr("funcapprox.search.launch", no_launch)
-    monkeypatch.setattr("funcapprox.experiment.launch", no_launch)
+    monkeypatch.setattr("funcapprox.search.run.launch", no_launch)
+    monkeypatch.setattr("funcapprox.nni.manager.create", no_launch)
 
 
 @pytest.fixture
@@ -70,8 +70,8 @@ def _dry_run_config(result) -> dict:
 def _trial_settings(config: dict) -> dict:
     """The --set pairs of the trialCommand, parsed the way the trial parses them."""
     argv = shlex.split(config["trialCommand"])
-    assert argv[:3] == [sys.executable, "-m", "funcapprox.trial"]
-    return parse_fixed(argv[4::2])
+    assert argv[:3] == [sys.executable, "-m", "funcapprox.nni.trial"]
+    return read_set_pairs(argv[4::2])
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -260,16 +260,16 @@ def test_plot_retrain_of_a_failed_trial_says_why_it_failed_again(workdir):
 
 def _spy_on_history(monkeypatch) -> list:
     """The (epoch, metric) points plot_trial hands to the history plot, one list per call."""
-    import funcapprox.plot
+    import funcapprox.views.plot
 
     seen = []
-    original = funcapprox.plot.history_data
+    original = funcapprox.views.plot.history_data
 
     def spy(history, label=""):
         seen.append([(record["epoch"], record["metric"]) for record in history])
         return original(history, label)
 
-    monkeypatch.setattr(funcapprox.plot, "history_data", spy)
+    monkeypatch.setattr(funcapprox.views.plot, "history_data", spy)
     return seen
 
 

@@ -24,8 +24,9 @@ import pytest
 from test_e2e_nni import funcapprox, nni_workdir
 from test_report import browser  # noqa: F401 (a fixture: headless Chromium)
 
-from funcapprox.nnilaunch import PRELOAD
-from funcapprox.results import experiment_ids, load_experiment, read_meta
+from funcapprox.nni.launch import PRELOAD
+from funcapprox.nni.store import load_experiment
+from funcapprox.results import experiment_ids, read_meta
 
 PREFIX_VARIABLES = ("NODE_OPTIONS", "FUNCAPPROX_URL_PREFIX", "FUNCAPPROX_LISTEN")
 

@@ -9,9 +9,9 @@ from itertools import product
 import pytest
 from conftest_search import grid_schedule
 
-from funcapprox.config import TrainConfig, parse_hidden
+from funcapprox.config import TrainConfig, params_to_settings, parse_hidden, settings_to_params
 from funcapprox.errors import ConfigError
-from funcapprox.space import (
+from funcapprox.search.space import (
     SPACES_DIR,
     all_architectures,
     arch_space,
@@ -19,8 +19,6 @@ from funcapprox.space import (
     grid_size,
     load_space,
     normalize_space,
-    params_to_settings,
-    settings_to_params,
 )
 
 STUDY_LR = {0.005, 0.01, 0.02, 0.03, 0.04, 0.05}  # the quniform [0.005, 0.05, 0.01] grid under NNI 3.0
@@ -347,7 +345,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
 
     fifo = tmp_path / "space.json"
     os.mkfifo(fifo)
-    code = ("import sys\nfrom funcapprox.space import load_space\ntry:\n    load_space(sys.argv[1])\n"
+    code = ("import sys\nfrom funcapprox.search.space import load_space\ntry:\n    load_space(sys.argv[1])\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
     # In a subprocess with a timeout: a load_space that opened the FIFO for reading would wait here for ever.
     result = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
@@ -361,7 +359,8 @@ def test_a_fifo_swapped_in_after_the_check_is_opened_without_blocking(tmp_path):
 
     fifo = tmp_path / "space.json"
     os.mkfifo(fifo)
-    code = ("import os, sys\nimport funcapprox.space as space\nregular = os.stat(space.default_space_path('arch'))\n"
+    code = ("import os, sys\nimport funcapprox.search.space as space\n"
+            "regular = os.stat(space.default_space_path('arch'))\n"
             "space.os.stat = lambda path: regular\n"  # as if a regular file was there at the check
             "try:\n    space.load_space(sys.argv[1])\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n")
     # O_NONBLOCK: the open returns at once, and fstat sees the FIFO.

@@ -10,11 +10,12 @@ import time
 import pytest
 from conftest_search import ChannelServer
 
-from funcapprox import trial
-from funcapprox.config import TrainConfig
+from funcapprox.config import TrainConfig, read_set_pairs
 from funcapprox.errors import ConfigError
-from funcapprox.nniconfig import trial_command
-from funcapprox.trial import HttpTrialChannel, final_result, parse_fixed, resolve
+from funcapprox.nni import channel, trial
+from funcapprox.nni.channel import HttpTrialChannel
+from funcapprox.nni.config import trial_command
+from funcapprox.nni.trial import final_result, resolve
 
 FINAL_KEYS = {"default", "rms", "max_error", "max_error_x", "n_params", "seconds"}
 # A stage's fixed settings for a run of a few hundredths of a second; the tuner picks act and lr.
@@ -41,30 +42,30 @@ def serve():
 @pytest.fixture(autouse=True)
 def _trial_environment(monkeypatch):
     monkeypatch.setenv("NNI_TRIAL_JOB_ID", "Tr1aL")
-    monkeypatch.delenv(trial.CHANNEL_VARIABLE, raising=False)
+    monkeypatch.delenv(channel.CHANNEL_VARIABLE, raising=False)
     monkeypatch.delenv("NNI_OUTPUT_DIR", raising=False)
 
 
-# --- parse_fixed and resolve ------------------------------------------------------------------
+# --- read_set_pairs and resolve ------------------------------------------------------------------
 
 
 def test_parse_fixed_reads_json_values_and_keeps_text():
     pairs = ["func=square", "lr=0.01", "hidden=16,16,16", "output_act=false", "epochs=7", "act=Tanh", "seed=12"]
-    assert parse_fixed(pairs) == {"func": "square", "lr": 0.01, "hidden": "16,16,16", "output_act": False,
+    assert read_set_pairs(pairs) == {"func": "square", "lr": 0.01, "hidden": "16,16,16", "output_act": False,
                                   "epochs": 7, "act": "Tanh", "seed": 12}
 
 
 def test_parse_fixed_splits_at_the_first_equals_sign():
-    assert parse_fixed(["act=a=b", " loss =MSELoss"]) == {"act": "a=b", "loss": "MSELoss"}
+    assert read_set_pairs(["act=a=b", " loss =MSELoss"]) == {"act": "a=b", "loss": "MSELoss"}
 
 
 def test_parse_fixed_of_nothing_is_empty():
-    assert parse_fixed([]) == {}
+    assert read_set_pairs([]) == {}
 
 
 def test_parse_fixed_needs_key_value():
-    with pytest.raises(ConfigError, match="--set needs key=value, got 'epochs'"):
-        parse_fixed(["epochs"])
+    with pytest.raises(ConfigError, match="--set takes NAME=VALUE, like act_func=Tanh; got 'epochs'"):
+        read_set_pairs(["epochs"])
 
 
 def test_resolve_puts_the_parameters_over_the_fixed_settings():
@@ -157,9 +158,9 @@ def test_request_parameter_command_is_exactly_nni_s(serve):
 
 def test_connect_picks_the_http_channel_from_the_environment(monkeypatch, serve):
     server = serve({})
-    monkeypatch.setenv(trial.CHANNEL_VARIABLE, server.url)
-    channel = trial.connect()
-    assert isinstance(channel, HttpTrialChannel) and channel.url == server.url
+    monkeypatch.setenv(channel.CHANNEL_VARIABLE, server.url)
+    connected = channel.connect()
+    assert isinstance(connected, HttpTrialChannel) and connected.url == server.url
 
 
 # --- run: a whole trial -----------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_main_runs_the_command_nni_is_given(tmp_path, monkeypatch, serve):
     server = serve(TINY_PARAMS, polls_before_reply=0)
     out = tmp_path / "nni-output"
     out.mkdir()
-    monkeypatch.setenv(trial.CHANNEL_VARIABLE, server.url)
+    monkeypatch.setenv(channel.CHANNEL_VARIABLE, server.url)
     monkeypatch.setenv("NNI_OUTPUT_DIR", str(out))
     argv = shlex.split(trial_command(TrainConfig(func="square", hidden=(8, 4), epochs=5).to_dict()))[3:]
     assert trial.main(argv) == 0
@@ -255,8 +256,8 @@ def test_main_runs_the_command_nni_is_given(tmp_path, monkeypatch, serve):
 
 def test_main_rejects_a_malformed_set_without_contacting_nni(tmp_path, monkeypatch, serve, capsys):
     server = serve(TINY_PARAMS)
-    monkeypatch.setenv(trial.CHANNEL_VARIABLE, server.url)
+    monkeypatch.setenv(channel.CHANNEL_VARIABLE, server.url)
     monkeypatch.setenv("NNI_OUTPUT_DIR", str(tmp_path))
     assert trial.main(["--set", "epochs"]) == 2
     assert server.received == []
-    assert "--set needs key=value" in capsys.readouterr().err
+    assert "--set takes NAME=VALUE" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest_search import ChannelServer
 
-from funcapprox import warm
+from funcapprox.nni import warm
 
 FIXED = ["--set", "func=oscillator", "--set", "hidden=8,0,0", "--set", "epochs=15"]
 PARAMS = {"act_func": "LeakyReLU", "learning_rate": 0.01}
@@ -37,7 +37,7 @@ def run_trial(output_dir: Path, channel_url: str, warm_socket: str | None, extra
     output_dir.mkdir(exist_ok=True)  # NNI makes it before starting the trial
     env = {**os.environ, "NNI_TRIAL_COMMAND_CHANNEL": channel_url, "NNI_OUTPUT_DIR": str(output_dir),
            "NNI_TRIAL_JOB_ID": "T1"}
-    args = [sys.executable, "-m", "funcapprox.trial", *(["--warm", warm_socket] if warm_socket else []), *FIXED,
+    args = [sys.executable, "-m", "funcapprox.nni.trial", *(["--warm", warm_socket] if warm_socket else []), *FIXED,
             *extra]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
@@ -91,7 +91,7 @@ def test_killing_the_trial_process_stops_its_worker_child(worker, tmp_path):
     server = ChannelServer(PARAMS).start()
     env = {**os.environ, "NNI_TRIAL_COMMAND_CHANNEL": server.url, "NNI_OUTPUT_DIR": str(tmp_path),
            "NNI_TRIAL_JOB_ID": "T1"}
-    client = subprocess.Popen([sys.executable, "-m", "funcapprox.trial", "--warm", worker, *FIXED[:4],
+    client = subprocess.Popen([sys.executable, "-m", "funcapprox.nni.trial", "--warm", worker, *FIXED[:4],
                                "--set", "epochs=1000000"], env=env)
     try:
         deadline = time.monotonic() + 60
@@ -124,7 +124,7 @@ def started_worker(**options):
 
 
 def request(output_dir: Path, channel_url: str = "http://127.0.0.1:9/", **changes) -> dict:
-    """A request as funcapprox.trial's client sends it, with `changes` on top."""
+    """A request as funcapprox.nni.trial's client sends it, with `changes` on top."""
     output_dir.mkdir(parents=True, exist_ok=True)
     env = {"NNI_TRIAL_COMMAND_CHANNEL": channel_url, "NNI_OUTPUT_DIR": str(output_dir), "NNI_TRIAL_JOB_ID": "T1"}
     argv = [f"--set={pair}" for pair in FIXED[1::2]]

@@ -22,19 +22,16 @@ or running are recorded as cancelled.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import time
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
-from .errors import ConfigError, ExperimentError
-from .results import Experiment, TrialRecord
-from .space import POINT_KEY, grid_size, params_to_settings, q_grid, settings_to_params
+from ..config import POINT_KEY, TrainConfig, params_to_settings, settings_to_params
+from ..errors import ConfigError
+from ..results import Experiment, TrialRecord
+from .space import grid_size, q_grid
 
 DB_FILE = Path("db") / "nni.sqlite"
 # A trial that failed with its own verdict (failure.json: diverged, or parameters
@@ -53,6 +50,11 @@ class ResumePlan:
     @property
     def id(self) -> str:
         return self.experiment.id
+
+    @property
+    def search_space(self) -> dict[str, Any] | None:
+        """What the resumed tuner searches: exactly the points left, or the recorded space."""
+        return points_space(self.remaining) if self.remaining else self.space
 
 
 def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,77 +123,9 @@ def points_space(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {POINT_KEY: {"_type": "choice", "_value": branches}}
 
 
-def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = None, *, workdir: Path | None = None,
-                  training_service: dict[str, Any] | None = None) -> None:
-    """Write what the resumed manager must do into NNI's store, before NNI's resume reads it:
-    the points left, room for them, the trial command (a new warm worker's socket), the work
-    folder where it is now (it may have moved) and, for remote runs, machines.yml as it is now."""
-    db = folder / DB_FILE
-    if not db.exists():
-        raise ExperimentError(f"experiment {plan.id} has no NNI store at {db}; it cannot be resumed")
-    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
-        _cancel_orphans(connection)
-        row = connection.execute(
-            "select params, id, execDuration, startTime, endTime, logDir, nextSequenceId, revision "
-            "from ExperimentProfile order by revision desc limit 1").fetchone()
-        if row is None:
-            raise ExperimentError(f"experiment {plan.id}: NNI's store holds no experiment profile")
-        params = json.loads(row[0])
-        submitted = connection.execute("select count(distinct trialJobId) from TrialJobEvent "
-                                       "where trialJobId != ''").fetchone()[0]
-        params["maxTrialNumber"] = submitted + plan.to_run
-        # The tuner and its space come from funcapprox's own record of the experiment, never from
-        # the store: whoever could write the store (a remote machine's files, say) must not choose
-        # the code NNI's tuner runs or what it searches.
-        params["tuner"] = _tuner(plan.experiment.meta.get("tuner"), plan.id)
-        params.pop("assessor", None)
-        params.pop("advisor", None)
-        if plan.remaining:
-            params["searchSpace"] = points_space(plan.remaining)
-        elif plan.space is not None:
-            params["searchSpace"] = plan.space
-        params.pop("searchSpaceFile", None)  # NNI would read the old space back from it
-        if workdir is not None:
-            params["experimentWorkingDirectory"] = str(workdir)
-            params["trialCodeDirectory"] = str(workdir / ".trial-code")
-            params.get("trainingService", {})["trialCodeDirectory"] = str(workdir / ".trial-code")
-            (workdir / ".trial-code").mkdir(exist_ok=True)
-        if training_service is not None:
-            params["trainingService"] = training_service
-        if trial_command is not None:
-            params["trialCommand"] = trial_command
-            params.get("trainingService", {})["trialCommand"] = trial_command
-        connection.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
-                           (json.dumps(params), *row[1:7], row[7] + 1))
 
 
-def _tuner(name: Any, exp_id: str) -> dict[str, Any]:
-    from .nniconfig import TUNERS
-
-    if name not in TUNERS:
-        raise ExperimentError(f"experiment {exp_id} names no tuner funcapprox offers ({name!r}); it cannot be resumed")
-    return {"name": name, **({"classArgs": TUNERS[name]} if TUNERS[name] else {})}
 
 
-def record_orphans_cancelled(folder: Path) -> None:
-    """After its manager is gone: trials the store still shows waiting or running were cancelled."""
-    db = folder / DB_FILE
-    if db.exists():
-        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=10)) as connection:
-            with connection:
-                _cancel_orphans(connection)  # a read-only store stays as it is: resume records it later
 
 
-def _cancel_orphans(connection: sqlite3.Connection) -> None:
-    """Trials the store shows as waiting or running died with their manager: record that."""
-    latest = connection.execute(
-        "select e.trialJobId, e.event, e.logPath, e.sequenceId, e.environmentId from TrialJobEvent e join "
-        "(select trialJobId, max(rowid) as last from TrialJobEvent where trialJobId != '' group by trialJobId) m "
-        "on e.rowid = m.last").fetchall()
-    now = int(time.time() * 1000)
-    for trial_id, event, log_path, sequence, env in latest:
-        if event in ("WAITING", "RUNNING", "UNKNOWN"):
-            # data '' not NULL: NNI's replay of the store calls .trim() on it
-            connection.execute("insert into TrialJobEvent values (?,?,?,?,?,?,?,?)",
-                               (now, trial_id, "SYS_CANCELED", "", log_path, sequence,
-                                "its manager stopped before it finished", env))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ExperimentError
-from .results import TrialRecord
+from ..errors import ExperimentError
+from ..results import TrialRecord
 
 
 def _measured(trials: list[TrialRecord]) -> list[TrialRecord]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ExperimentError
+from ..errors import ConfigError, ExperimentError
 
 FIELDS = ("host", "port", "user", "sshKeyFile", "python", "reuse")
 REQUIRED = ("host", "user", "sshKeyFile", "python")
@@ -275,7 +275,7 @@ def prepare_code_dir(code_dir: Path) -> Path:
     if not any(code_dir.iterdir()):
         (code_dir / CODE_PLACEHOLDER).write_text(
             "NNI uploads this folder to every remote machine as the trials' working directory.\n"
-            "funcapprox's trials run the installed package (python -m funcapprox.trial) and need nothing here.\n")
+            "funcapprox's trials run the installed package (python -m funcapprox.nni.trial) and need nothing here.\n")
     return code_dir
 
 
@@ -375,7 +375,7 @@ def fetch_trials(machines: list[Machine], workdir: Path, exp_id: str, known_host
     symbolic link here. A machine whose archive fails a check changes nothing; the others are
     still fetched, then one ExperimentError names every machine that failed and why.
     """
-    from .results import check_id
+    from ..results import check_id
 
     check_id(exp_id)
     if shared(machines)[1]:
@@ -539,7 +539,7 @@ def _member_problem(member, size: int, max_member: int, kinds: dict, here: dict,
     """What is wrong with one member of a remote archive, or None; records it in `kinds` if nothing is."""
     import tarfile
 
-    from .results import ID_PATTERN
+    from ..results import ID_PATTERN
 
     if member.type == tarfile.SYMTYPE:
         return f"is a symbolic link (to {member.linkname!r})"

@@ -2,7 +2,7 @@
 
 Every NNI trial is a fresh process, and `import torch` alone costs about 2-3 s of
 a trial that trains for about as long. While `funcapprox search` follows an
-experiment it runs this worker; each trial process (`funcapprox.trial --warm
+experiment it runs this worker; each trial process (`funcapprox.nni.trial --warm
 SOCKET`) is then a thin client: it connects, the worker forks a child that runs
 the whole trial (NNI protocol, training, files) with the client's NNI
 environment, and the client relays the child's output and exit code. The child
@@ -119,7 +119,7 @@ def read_request(connection: socket.socket, timeout: float = REQUEST_TIMEOUT,
 
 
 def _check_argv(argv) -> list[str]:
-    """Only what funcapprox.trial accepts from a worker: `--set KEY=VALUE` or `--set=KEY=VALUE`, never --warm."""
+    """Only what funcapprox.nni.trial accepts from a worker: `--set KEY=VALUE` or `--set=KEY=VALUE`, never --warm."""
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise Refused("argv must be a list of strings")
     if any(a == "--warm" or a.startswith("--warm=") for a in argv):
@@ -219,7 +219,8 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
     """
     import torch
 
-    from . import artifacts, train, trial  # noqa: F401  (imported once here, shared by every child)
+    from .. import artifacts, train  # noqa: F401  (imported once here, shared by every child)
+    from . import trial  # noqa: F401
 
     torch.set_num_threads(1)  # before any fork: children must not inherit a thread pool
     root = None if root is None else os.path.realpath(root)
@@ -326,7 +327,7 @@ def worker(enabled: bool = True, root: Path | None = None, max_children: int = M
         options += ["--root", str(root)]
     # A session of its own: a Ctrl-C at the terminal goes to `funcapprox search`, which stops
     # the experiment in order, not to the trials running in this worker's children.
-    process = subprocess.Popen([sys.executable, "-m", "funcapprox.warm", path, *options], start_new_session=True,
+    process = subprocess.Popen([sys.executable, "-m", "funcapprox.nni.warm", path, *options], start_new_session=True,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield path
@@ -346,7 +347,7 @@ def worker(enabled: bool = True, root: Path | None = None, max_children: int = M
 def _main(args: list[str]) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m funcapprox.warm")
+    parser = argparse.ArgumentParser(prog="python -m funcapprox.nni.warm")
     parser.add_argument("socket")
     parser.add_argument("--root", type=Path)
     parser.add_argument("--max-children", type=int, default=MAX_CHILDREN)

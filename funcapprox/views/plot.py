@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from .artifacts import atomic_write  # noqa: E402
-from .config import TrainConfig  # noqa: E402
+from ..artifacts import atomic_write  # noqa: E402
+from ..config import TrainConfig  # noqa: E402
 
 DOT_EVERY = 10  # red dots at every 10th fine-grid point: x = 0, 0.01, …, 1.0
 
@@ -37,8 +37,8 @@ def fit_data(model, config: TrainConfig) -> FitData:
     """The network and its target on the fine evaluation grid."""
     import torch
 
-    from .targets import grid, target
-    from .train import FINE_POINTS
+    from ..targets import grid, target
+    from ..train import FINE_POINTS
 
     x = grid(FINE_POINTS)
     with torch.no_grad():

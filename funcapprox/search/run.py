@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import signal
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import warm
-from .errors import FuncApproxError
-from .experiment import (
-    ACTIVE_TRIALS,
-    Launched,
-    Progress,
-    StagePlan,
-    launch,
-    mark,
-    remote_machines,
-    resume,
-    stop,
-    wait,
-)
-from .figures import plot_best
-from .machines import check_machine, fetch_trials
-from .results import Experiment, load_experiment, read_meta, resolve_id
-from .resume import ResumePlan
+from ..artifacts import write_json
+from ..errors import ConfigError, ExperimentError, FuncApproxError
+from ..nni import warm
+from ..nni.config import trial_command
+from ..nni.manager import ACTIVE_TRIALS, Launched, Progress, create, kill_leftover, live_status, restart, stop, wait
+from ..nni.remote import check_machine, fetch_trials
+from ..nni.store import load_experiment, prepare_store
+from ..results import META_DIR, META_FILE, Experiment, read_meta, resolve_id, update_meta
+from ..views.figures import plot_best
+from .plan import StagePlan, _meta, check_workdir, write_stage_files
+from .resume import ResumePlan, plan_resume
 
 
 class Interrupted(FuncApproxError):
@@ -73,7 +70,7 @@ def _stop_and_keep(launched: Launched, workdir: Path, status: str, machines) -> 
     with _signals_ignored():  # a second Ctrl-C must not leave the manager half stopped
         stop(launched.id, workdir)
         _fetch(machines, workdir, launched.id)
-        mark(workdir, launched.id, status=status)
+        update_meta(workdir, launched.id, status=status)
 
 
 def _fetch(machines, workdir: Path, exp_id: str) -> None:
@@ -199,16 +196,96 @@ def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machi
         if not keep_ui:
             stop(launched.id, workdir)
         _fetch(machines, workdir, launched.id)
-        mark(workdir, launched.id, status=status, finished=True)
+        update_meta(workdir, launched.id, status=status, finished=True)
     experiment = load_experiment(workdir, launched.id)
     return StageOutcome(launched, experiment, status, plot_best(experiment), _report(experiment))
 
 
 def _report(experiment: Experiment) -> Path | None:
     """The experiment's HTML report, when at least one trial succeeded."""
-    from .report import write_report
+    from ..views.report import write_report
 
     if not experiment.succeeded():
         return None
     return write_report(experiment.folder.parent, experiment.id)
 
+
+# --- starting an experiment, or starting it again ------------------------------------------------
+
+
+def launch(plan: StagePlan) -> Launched:
+    """Write the stage's files and start the experiment (NNI's create, locked down: nni/launch.py)."""
+    workdir = plan.workdir
+    check_workdir(workdir)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=workdir))
+    except OSError as exc:
+        raise ExperimentError(f"cannot write to the work folder {workdir}: {exc.strerror}") from None
+    try:
+        launched = create(write_stage_files(plan, staging), workdir, plan.port)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        staging.rename(launched.folder / META_DIR)
+        write_json(launched.folder / META_DIR / META_FILE,
+                   _meta(plan, launched.id) | {"port": launched.port, "url_prefix": launched.prefix},
+                   private=True)  # it holds the secret URL prefix
+    except BaseException as exc:  # a manager nobody recorded would run on unseen: stop it
+        stop(launched.id, workdir)
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ExperimentError(f"experiment {launched.id} started but its files could not be written "
+                                  f"({exc.strerror}); it was stopped") from None
+        raise
+    return launched
+
+
+def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: str | None = None,
+           ) -> tuple[Launched | None, ResumePlan]:
+    """Restart a stopped experiment's manager (NNI's resume) to run what it has not run yet (see resume.py).
+
+    Returns no Launched when nothing is left to run.
+    """
+    experiment = load_experiment(workdir, exp_id)
+    folder = workdir / experiment.id
+    meta = experiment.meta
+    if not meta.get("fixed"):
+        raise ConfigError(f"experiment {experiment.id} was not started by funcapprox search; it cannot be resumed here")
+    if live_status(experiment.id, meta) is not None:
+        raise ExperimentError(f"experiment {experiment.id} is still running; "
+                              f"stop it first with `funcapprox experiments --stop {experiment.id}`")
+    try:
+        space = json.loads((folder / META_DIR / "search_space.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        raise ExperimentError(f"experiment {experiment.id} has no readable search space in {folder / META_DIR}; "
+                              "it cannot be resumed") from None
+    plan = plan_resume(experiment, space)
+    if plan.to_run == 0:
+        return None, plan
+    check_workdir(workdir)
+    machines = remote_machines(meta)
+    service = None
+    if machines:
+        from ..nni.remote import manager_ip_for, remote_training_service, trial_python
+
+        command = trial_command(meta["fixed"], python=trial_python(machines))
+        service = remote_training_service(machines, manager_ip_for(machines))  # machines.yml as it is now
+    else:
+        command = trial_command(meta["fixed"], warm=warm_socket)
+    kill_leftover(experiment.id)  # trials of a manager that died may still be running
+    prepare_store(folder, plan, command, workdir=workdir, training_service=service)
+    launched = restart("resume", experiment.id, workdir, port)
+    resumes = [*meta.get("resumes", []), {"at": time.time(), "to_run": plan.to_run}]
+    update_meta(workdir, experiment.id, status="RUNNING", port=launched.port, url_prefix=launched.prefix,
+                resumes=resumes)
+    return launched, plan
+
+
+def remote_machines(meta: dict) -> list | None:
+    """The machines a remote experiment ran on (its machines.yml, read again), None for a local one."""
+    if not meta.get("machines_file"):
+        return None
+    from ..nni.remote import load_machines
+
+    return load_machines(meta["machines_file"])

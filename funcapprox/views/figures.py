@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts import load_model
-from .config import TrainConfig
-from .errors import FuncApproxError
-from .results import META_DIR, Experiment, TrialRecord, check_id, load_experiment
+from ..artifacts import load_model
+from ..config import TrainConfig
+from ..errors import FuncApproxError
+from ..nni.store import load_experiment
+from ..results import META_DIR, Experiment, TrialRecord, check_id
 
 BEST_PLOT = "best.png"
 
@@ -28,7 +29,7 @@ def _trial_model(trial: TrialRecord, retrain: bool):
     except FuncApproxError as exc:
         if not retrain:
             raise FuncApproxError(f"{exc}; add --retrain to train its configuration again") from None
-    from .train import train
+    from ..train import train
 
     result = train(config)  # same configuration and seed: the same network, deterministically
     if not result.ok:
@@ -59,8 +60,8 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
 
 def trial_history(trial: TrialRecord) -> list[dict]:
     """The trial's evaluations with their epochs: its own history.json, else NNI's intermediate results."""
-    from .artifacts import HISTORY_FILE, read_json
-    from .train import EVAL_EVERY
+    from ..artifacts import HISTORY_FILE, read_json
+    from ..train import EVAL_EVERY
 
     if trial.output_dir is not None:
         try:

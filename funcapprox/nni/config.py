@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Every tuner maximizes: the metric is -log10(RMS), higher is better. Seeds make runs repeatable.
 # Not Anneal: NNI 3.0's Anneal (hyperopt) fails on every reported result under numpy 2.
@@ -24,7 +24,7 @@ def trial_command(fixed: dict[str, Any], python: str | None = None, warm: str | 
     """The shell command NNI runs per trial: the stage's fixed settings as readable --set pairs."""
     import json
 
-    parts = [python or sys.executable, "-m", "funcapprox.trial", *(["--warm", warm] if warm else [])]
+    parts = [python or sys.executable, "-m", "funcapprox.nni.trial", *(["--warm", warm] if warm else [])]
     for key, value in fixed.items():
         if key == "hidden":
             text = ",".join(map(str, [*value, 0, 0][:3]))  # "64,0,0": never a bare number

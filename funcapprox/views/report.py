@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-from .artifacts import atomic_write, load_model
-from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, field_names
-from .errors import ConfigError, ExperimentError, FuncApproxError
+from ..artifacts import atomic_write, load_model
+from ..config import ACTIVATIONS, ALIASES, HIDDEN_KEYS, LOSSES, OPTIMIZERS, field_names, params_to_settings
+from ..errors import ConfigError, ExperimentError, FuncApproxError
+from ..nni.store import load_experiment
+from ..results import META_DIR, TERMINAL, Experiment, TrialRecord
 from .pareto import pareto_front, smallest_within
-from .results import META_DIR, TERMINAL, Experiment, TrialRecord, load_experiment
-from .space import ALIASES, HIDDEN_KEYS, params_to_settings
 
 REPORT_FILE = "report.html"
 NEAR_BEST = 2.0  # the smallest network shown beside the best is within this factor of its max error

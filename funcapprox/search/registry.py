@@ -6,19 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ExperimentError
-from .experiment import (
-    base_url,
-    free_port,
-    live_status,
-    manager_status,
-    new_url_prefix,
-    port_in_use,
-    start_failure,
-    start_manager,
-    stop,
-)
-from .results import experiment_ids, load_experiment, read_meta, resolve_id
+from ..errors import ExperimentError
+from ..nni.manager import base_url, claim_port, live_status, restart, stop
+from ..nni.store import load_experiment
+from ..results import experiment_ids, read_meta, resolve_id
 
 
 def experiment_status(workdir: Path, exp_id: str, meta: dict[str, Any]) -> str:
@@ -58,17 +49,11 @@ def stop_experiment(workdir: Path, exp_id: str) -> str:
 def view_experiment(workdir: Path, exp_id: str, port: int | None = None) -> str:
     """Start NNI's web UI on a stopped experiment (`nnictl view`), without running trials."""
     exp_id = resolve_id(workdir, exp_id)
-    if port is not None and port_in_use(port):
-        raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
+    claim_port(port)  # a busy --port is said before anything else
     meta = read_meta(workdir / exp_id)
     if live_status(exp_id, meta) is not None:  # a second manager would take over NNI's record of the first
         raise ExperimentError(f"experiment {exp_id} already has a running manager: its web UI is at "
                               f"{base_url(meta.get('port'), meta.get('url_prefix'))}")
-    port = port or free_port()
-    prefix = new_url_prefix()
-    output = start_manager({"action": "view", "id": exp_id, "port": port, "workdir": str(workdir), "prefix": prefix})
-    if manager_status(port, prefix) is None:
-        stop(exp_id, workdir)
-        raise ExperimentError(start_failure(output, workdir, exp_id, "open"))
-    return (f"web UI of experiment {exp_id} at {base_url(port, prefix)}; "
+    launched = restart("view", exp_id, workdir, port)
+    return (f"web UI of experiment {exp_id} at {launched.url}; "
             f"stop it with `funcapprox experiments --stop {exp_id}`")

@@ -10,7 +10,7 @@ through NNI's Python API, with what nnictl cannot do:
 - the experiment's folder and log folder are 0700 and the files that hold the prefix
   (NNI's logs, its manifest ~/nni-experiments/.experiment) 0600, whatever the umask.
 
-    echo '{"action": "create", "config": "config.yml", "port": 8080, "prefix": "…"}' | python -m funcapprox.nnilaunch
+    echo '{"action": "create", "config": "config.yml", "port": 8080, "prefix": "…"}' | python -m funcapprox.nni.launch
     echo '{"action": "resume", "id": "…", "workdir": "…", "port": 8080, "prefix": "…"}' | python -m …  # or view
 
 It prints `Experiment ID: <id>` as soon as the id is known.

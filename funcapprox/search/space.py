@@ -15,16 +15,21 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import MAX_LAYERS, MAX_WIDTH, check_value, field_names, parse_hidden
-from .errors import ConfigError
+from ..config import (
+    ALIASES,
+    ARCH_KEY,
+    HIDDEN_KEYS,
+    MAX_WIDTH,
+    check_value,
+    searchable_names,
+)
+from ..errors import ConfigError
 
 STAGES = ("nonarch", "arch")
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-# The study's names for configuration fields.
-ALIASES = {"act_func": "act", "learning_rate": "lr"}
-HIDDEN_KEYS = tuple(f"hidden_size_{i}" for i in range(1, MAX_LAYERS + 1))
-ARCH_KEY = "arch"  # the nested choice that holds the hidden sizes
-POINT_KEY = "point"  # the nested choice of a resumed grid: one branch per point still to run (resume.py)
+# The shipped spaces live at the top of the repository, where users read and copy them; a
+# wheel carries the same folder as funcapprox/search_spaces (pyproject maps it in).
+PACKAGED_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = PACKAGED_SPACES if PACKAGED_SPACES.is_dir() else Path(__file__).resolve().parents[2] / "search_spaces"
 NNI_TYPES = {
     "choice", "randint", "uniform", "quniform", "loguniform", "qloguniform",
     "normal", "qnormal", "lognormal", "qlognormal",
@@ -35,10 +40,6 @@ MAX_SPACE_BYTES = 1024 * 1024  # a search-space file is a few KB; this refuses a
 MAX_GRID_VALUES = 100_000  # a randint or q-grid with more values counts as continuous: no one runs it all
 
 
-def searchable_names() -> tuple[str, ...]:
-    """Names a search space may use: the study's, and configuration fields except func."""
-    fields = [f for f in field_names() if f not in ("func", "hidden")]
-    return (*ALIASES, *HIDDEN_KEYS, *fields)
 
 
 def default_space_path(stage: str) -> Path:
@@ -313,53 +314,8 @@ def grid_size(space: dict[str, Any]) -> int | None:
     return total
 
 
-def params_to_settings(params: Any, source: str = "the trial's parameters") -> dict[str, Any]:
-    """NNI parameters (possibly nested) as TrainConfig settings.
-
-    Anyone who reaches NNI's port can submit a trial's parameters, so an unknown name,
-    a setting given twice (act_func and act) and anything but hidden sizes inside arch
-    are errors; the values themselves are TrainConfig's to check.
-    """
-    if not isinstance(params, dict):
-        raise ConfigError(f"{source} must be a JSON object, not {type(params).__name__}")
-    entries: list[tuple[str, Any, str | None]] = []  # (name, value, the nested choice it came in)
-    for key, value in params.items():
-        if key in (ARCH_KEY, POINT_KEY) and isinstance(value, dict):
-            entries += [(k, v, key) for k, v in value.items() if k != "_name"]
-        else:
-            entries.append((key, value, None))
-    known = searchable_names()
-    settings: dict[str, Any] = {}
-    sizes: dict[int, Any] = {}
-    given: dict[str, str] = {}  # setting → the name that gave it
-    for key, value, within in entries:
-        if key not in known:
-            raise ConfigError(f"unknown parameter {key!r} in {source}; known parameters: {', '.join(known)}")
-        if within == ARCH_KEY and key not in HIDDEN_KEYS:
-            raise ConfigError(f"{source}: {ARCH_KEY!r} holds only hidden sizes, not {key!r}")
-        setting = key if key in HIDDEN_KEYS else ALIASES.get(key, key)
-        name = f"{within}.{key}" if within else key
-        if setting in given:
-            raise ConfigError(f"{source}: {setting} is given twice, as {given[setting]!r} and {name!r}")
-        given[setting] = name
-        if key in HIDDEN_KEYS:
-            sizes[HIDDEN_KEYS.index(key)] = value
-        else:
-            settings[setting] = value
-    if sizes:
-        if sorted(sizes) != list(range(len(sizes))):
-            raise ConfigError(f"{source}: hidden sizes must start at hidden_size_1 with no gaps")
-        settings["hidden"] = parse_hidden([sizes[i] for i in range(len(sizes))])
-    return settings
 
 
-def settings_to_params(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The reverse, flat: configuration settings under the study's parameter names."""
-    names = {v: k for k, v in ALIASES.items()}
-    params = {names.get(k, k): v for k, v in settings.items() if k != "hidden"}
-    for i, size in enumerate(settings.get("hidden", ())):
-        params[HIDDEN_KEYS[i]] = size
-    return params
 
 
 def all_architectures(space: dict[str, Any]) -> list[tuple[int, ...]]:

@@ -1,0 +1,327 @@
+"""NNI's manager: start it (locked down, see launch.py), follow it, stop it, and what it leaves.
+
+Everything funcapprox asks of a running manager goes through here: its REST API, NNI's
+manifest of running experiments (~/nni-experiments/.experiment), `nnictl stop`, and the
+processes a manager leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ExperimentError
+from ..results import Experiment
+from .store import load_experiment, record_orphans_cancelled
+
+FINISHED = ("DONE", "STOPPED", "ERROR")
+EXHAUSTED = "TUNER_NO_MORE_TRIAL"  # GridSearch ends here, never in DONE (NO_MORE_TRIAL turns DONE by itself)
+EXHAUSTED_IDLE = 12.0  # seconds: NNI polls every 5 s, and creating a trial took up to 3 s here
+ACTIVE_TRIALS = ("WAITING", "RUNNING", "UNKNOWN")
+# While a search runs: below this it stops, with room left to record the stop and keep what finished.
+LOW_FREE_BYTES = 16 * 2**20
+
+
+def nnictl_path() -> str:
+    beside = Path(sys.executable).with_name("nnictl")  # the venv's own, matching its nni
+    found = str(beside) if beside.exists() else shutil.which("nnictl")
+    if not found:
+        raise ExperimentError("nnictl is not installed; run scripts/setup (it installs nni 3.0 into .venv)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class Launched:
+    id: str
+    port: int
+    folder: Path
+    prefix: str | None = None  # the secret URL prefix of its web UI and REST API
+
+    @property
+    def url(self) -> str:
+        return base_url(self.port, self.prefix)
+
+
+def base_url(port: int, prefix: str | None = None) -> str:
+    return f"http://127.0.0.1:{port}" + (f"/{prefix}" if prefix else "")
+
+
+def new_url_prefix() -> str:
+    """NNI's web UI and REST API listen on every interface with no login, and NNI 3.0
+    cannot bind them to one. What it does allow is a URL prefix: a secret one turns every
+    request without it into a 404, like a Jupyter token."""
+    return secrets.token_hex(16)
+
+
+def claim_port(port: int | None) -> int:
+    """The port a new manager may take: the one asked for if it is free, else any free one."""
+    if port is not None and port_in_use(port):
+        raise ExperimentError(f"port {port} is in use; pick another with --port, or leave --port out")
+    return port or free_port()
+
+
+def create(config_file: Path, workdir: Path, port: int | None = None) -> Launched:
+    """Start a new experiment from NNI's config file; stopped again if its manager did not come up."""
+    port = claim_port(port)
+    prefix = new_url_prefix()
+    output = start_manager({"action": "create", "config": str(config_file), "port": port, "prefix": prefix})
+    match = re.search(r"Experiment ID: ([A-Za-z0-9_-]+)", output)
+    if not match or manager_status(port, prefix) is None:
+        exp_id = match.group(1) if match else None
+        if exp_id:
+            stop(exp_id, workdir)
+        raise ExperimentError(start_failure(output, workdir, exp_id))
+    return Launched(match.group(1), port, Path(workdir) / match.group(1), prefix)
+
+
+def restart(action: str, exp_id: str, workdir: Path, port: int | None = None) -> Launched:
+    """Start a stopped experiment's manager again, to `resume` it or to `view` it, with a new prefix."""
+    port = claim_port(port)
+    prefix = new_url_prefix()
+    output = start_manager({"action": action, "id": exp_id, "port": port, "workdir": str(workdir), "prefix": prefix})
+    if manager_status(port, prefix) is None:
+        stop(exp_id, workdir)
+        raise ExperimentError(start_failure(output, workdir, exp_id, "resume" if action == "resume" else "open"))
+    return Launched(exp_id, port, Path(workdir) / exp_id, prefix)
+
+
+def start_manager(request: dict[str, Any]) -> str:
+    """Start an NNI manager locked down (see nnilaunch.py) to create, `resume` or `view` an experiment;
+    the launcher's output. The request (with the secret prefix) goes on standard input, not the command line."""
+    return _run([sys.executable, "-m", "funcapprox.nni.launch"], json.dumps(request))
+
+
+def live_status(exp_id: str, meta: dict[str, Any]) -> str | None:
+    """The experiment's status from its running manager, None when no manager answers."""
+    entry = manifest_entry(exp_id)
+    port = entry.get("port") or meta.get("port")
+    prefix = entry.get("prefixUrl") or meta.get("url_prefix")
+    return manager_status(port, prefix) if isinstance(port, int) else None
+
+
+def _run(command: list[str], request: str) -> str:
+    """Run an NNI launcher in a session of its own: a Ctrl-C at the terminal must not cut it off halfway."""
+    try:
+        done = subprocess.run(command, input=request, capture_output=True, text=True, timeout=180,
+                              start_new_session=True)
+        return done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        return str(exc.stdout or "") + str(exc.stderr or "") + " (timed out after 180 s)"
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def start_failure(output: str, workdir: Path, exp_id: str | None, verb: str = "start") -> str:
+    lines = [line for line in _strip_ansi(output).splitlines() if line.strip() and "pkg_resources" not in line]
+    message = f"NNI could not {verb} the experiment"
+    if lines:
+        message += ": " + " | ".join(lines[-3:])
+    if exp_id:
+        log = workdir / exp_id / "log" / "nnimanager.log"
+        message += f" (manager log: {log}; last line: {log_tail(log, 1) or 'empty'})"
+    return message
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return " | ".join(_strip_ansi(line).strip() for line in text[-lines:])
+
+
+# --- following and stopping ------------------------------------------------------------------
+
+
+def rest(port: int, path: str, prefix: str | None = None, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(f"{base_url(port, prefix)}/api/v1/nni/{path}", timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def manager_status(port: int, prefix: str | None = None) -> str | None:
+    """The experiment's status from its manager, or None when the manager does not answer."""
+    try:
+        return rest(port, "check-status", prefix).get("status")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class Progress:
+    experiment: Experiment
+    status: str
+    elapsed: float
+    total: int | None
+    already: int = 0  # trials that had finished before this run (a resume) started
+
+    @property
+    def finished_trials(self) -> int:
+        return sum(1 for t in self.experiment.trials if t.status not in ACTIVE_TRIALS)
+
+    @property
+    def eta(self) -> float | None:
+        done = self.finished_trials
+        if not self.total or done <= self.already:
+            return None
+        return self.elapsed / (done - self.already) * max(0, self.total - done)
+
+
+def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], None] | None = None,
+         poll: float = 2.0, total: int | None = None, manager_grace: float = 15.0, already: int = 0) -> str:
+    """Follow the experiment until its space is exhausted or a limit is hit; return NNI's final status.
+
+    GridSearch leaves NNI in TUNER_NO_MORE_TRIAL, never DONE (unless maxTrialNumber, set to
+    the grid size, is reached): that with no trial waiting or running for EXHAUSTED_IDLE
+    seconds counts as finished. A manager that stops answering for
+    `manager_grace` seconds is reported with its log tail instead of waited on forever.
+    """
+    start = time.time()
+    silent_since: float | None = None
+    idle_since: float | None = None
+    while True:
+        status = manager_status(launched.port, launched.prefix)
+        if status is None:
+            silent_since = silent_since or time.time()
+            if time.time() - silent_since > manager_grace or not _manager_alive(launched.id):
+                log = launched.folder / "log" / "nnimanager.log"
+                raise ExperimentError(
+                    f"the NNI manager of experiment {launched.id} stopped answering on port {launched.port}; "
+                    f"last log lines ({log}): {log_tail(log, 3) or 'none'}"
+                )
+        else:
+            silent_since = None
+        _check_free_space(workdir, launched.id)
+        if on_progress is not None and status is not None:
+            on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total, already))
+        if status in FINISHED:
+            return status
+        if status == EXHAUSTED and _live_trials(launched.port, launched.prefix) is False:
+            # The manager submits the tuner's last parameters some seconds after saying "no more":
+            # finished only once nothing has run for a while.
+            idle_since = idle_since or time.time()
+            if time.time() - idle_since >= EXHAUSTED_IDLE:
+                return status
+        else:
+            idle_since = None
+        time.sleep(poll)
+
+
+def _check_free_space(workdir: Path, exp_id: str) -> None:
+    """A disk that fills up mid-search would fail every later trial and could cut NNI's store
+    short: stop first, while finished trials and the record of the stop still fit."""
+    try:
+        free = shutil.disk_usage(workdir).free
+    except OSError:
+        return
+    if free < LOW_FREE_BYTES:
+        raise ExperimentError(f"the work folder {workdir} is nearly full ({free / 2**20:.1f} MiB free, a search "
+                              f"stops below {LOW_FREE_BYTES // 2**20} MiB); experiment {exp_id} was stopped "
+                              "and its finished trials are kept; free some space")
+
+
+def _live_trials(port: int, prefix: str | None) -> bool | None:
+    """Whether the manager has trials waiting or running. Asked of the manager, not its store,
+    which records a trial just submitted a moment later."""
+    try:
+        return any(t.get("status") in ACTIVE_TRIALS for t in rest(port, "trial-jobs", prefix))
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return None  # not known: keep waiting
+
+
+def _manager_alive(exp_id: str) -> bool:
+    """False once the manager's process is gone (no need to wait out the grace period then)."""
+    pid = manifest_entry(exp_id).get("pid")
+    if not isinstance(pid, int):
+        return True  # nothing to go by: rely on the grace period
+    cmdline = _cmdline(pid)
+    return cmdline is not None and exp_id.encode() in cmdline
+
+
+def stop(exp_id: str, workdir: Path) -> None:
+    """Stop the experiment's manager with `nnictl stop`; a no-op if it is not running."""
+    try:
+        subprocess.run([nnictl_path(), "stop", exp_id], capture_output=True, text=True, timeout=120,
+                       start_new_session=True)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_leftover(exp_id)
+    record_orphans_cancelled(workdir / exp_id)  # NNI stops recording trials once it is stopping
+
+
+def kill_leftover(exp_id: str) -> None:
+    """End what `nnictl stop` left behind: a manager that did not stop, and trial processes
+    of this experiment that outlived a manager which died (they would run on, unheard)."""
+    pid = manifest_entry(exp_id).get("pid")
+    if isinstance(pid, int) and exp_id.encode() in (_cmdline(pid) or b""):
+        with contextlib.suppress(OSError):  # it may exit at this very moment
+            os.kill(pid, signal.SIGKILL)  # it outlived nnictl stop's own wait
+    for trial_pid in trial_processes(exp_id):
+        with contextlib.suppress(OSError):
+            os.kill(trial_pid, signal.SIGKILL)
+
+
+def trial_processes(exp_id: str) -> list[int]:
+    """Processes NNI started as trials of this experiment (found by the NNI_EXP_ID they carry)."""
+    marker = f"NNI_EXP_ID={exp_id}".encode()
+    found = []
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:  # no /proc (not Linux): nothing found
+        return []
+    for entry in entries:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def manifest_entry(exp_id: str) -> dict[str, Any]:
+    """NNI's own record of an experiment (port, pid, status) in ~/nni-experiments/.experiment."""
+    manifest = Path.home() / "nni-experiments" / ".experiment"
+    try:
+        return json.loads(manifest.read_text()).get(exp_id, {}) or {}
+    except (OSError, ValueError, AttributeError):
+        return {}

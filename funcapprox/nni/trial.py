@@ -1,0 +1,108 @@
+"""The NNI trial entry point: `python -m funcapprox.nni.trial --set func=oscillator …`.
+
+Hot path: NNI starts this as a fresh process for every trial. It speaks NNI 3.0's
+HTTP trial protocol itself (the whole client is two requests) instead of importing
+`nni`, which costs about two seconds of start-up (pandas, scipy) per trial. When
+NNI did not provide the HTTP channel (another NNI version or platform) it falls
+back to the `nni` package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import RECEIVED_FILE
+from ..config import TrainConfig, params_to_settings, read_set_pairs
+from ..errors import ConfigError
+from .channel import connect
+
+
+def resolve(fixed: dict[str, Any], params: Any) -> TrainConfig:
+    """The stage's fixed settings with the tuner's parameters on top, checked in full."""
+    # None: NNI sent no parameters; anything else that is not an object ([], 0, "") is rejected
+    settings = params_to_settings({} if params is None else params, "the parameters NNI sent")
+    return TrainConfig.from_dict({**fixed, **settings}, source="the trial's settings")
+
+
+def final_result(result) -> dict[str, Any]:
+    """NNI's final result: `default` is the study's metric; the rest show in the web UI."""
+    s = result.summary()
+    final = {"default": s["metric"], "rms": s["rms"], "max_error": s["max_error"],
+             "max_error_x": s["max_error_x"], "n_params": s["n_params"], "seconds": s["seconds"]}
+    extra = ("metric_spread", "max_error_worst", "max_error_best")  # with several seeds
+    return final | {k: s[k] for k in extra if k in s}
+
+
+class TrialStopped(Exception):
+    """The process that asked for this trial went away (see funcapprox.nni.warm)."""
+
+
+def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> int:
+    from ..artifacts import save_run, write_json
+    from ..train import train
+
+    started = time.perf_counter()
+    params = channel.parameters()
+    # NNI 3.0 can record another trial's parameters for this one when trials start together;
+    # this file says what this trial really received (funcapprox results reads it).
+    write_json(output_dir / RECEIVED_FILE, {"parameter_id": getattr(channel, "parameter_id", None),
+                                            "parameters": params, "received_at": time.time()})
+    try:
+        config = resolve(fixed, params)
+    except ConfigError as exc:
+        write_json(output_dir / "failure.json", {"reason": str(exc), "parameters": params})
+        print(f"funcapprox trial: rejected parameters: {exc}", file=sys.stderr)
+        return 2
+
+    def report(evaluation) -> None:
+        if should_stop is not None and should_stop():
+            raise TrialStopped
+        if math.isfinite(evaluation.metric):
+            channel.intermediate(evaluation.metric)
+
+    try:
+        result = train(config, on_eval=report)
+    except TrialStopped:
+        return 1
+    save_run(output_dir, result)
+    if not result.ok:
+        write_json(output_dir / "failure.json", {"reason": result.diverged, "metric": result.metric})
+        print(f"funcapprox trial: {result.diverged}", file=sys.stderr)
+        return 1
+    channel.final(final_result(result))
+    where = "in a warm worker" if should_stop is not None else "in its own process"
+    print(f"funcapprox trial: {config.arch} metric {result.metric:.4f} max error {result.summary()['max_error']:.5f} "
+          f"({time.perf_counter() - started:.2f} s {where})")
+    return 0
+
+
+def main(argv: list[str] | None = None, should_stop=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m funcapprox.nni.trial", description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="fixed", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting fixed for every trial of the stage")
+    parser.add_argument("--warm", metavar="SOCKET", help="hand the trial to this warm worker if it answers")
+    args = parser.parse_args(argv)
+    if args.warm:
+        from .warm import delegate
+
+        code = delegate(args.warm, [f"--set={pair}" for pair in args.fixed])  # only what the worker accepts
+        if code is not None:
+            return code
+    output_dir = Path(os.environ.get("NNI_OUTPUT_DIR", "."))
+    try:
+        fixed = read_set_pairs(args.fixed)
+    except ConfigError as exc:
+        print(f"funcapprox trial: {exc}", file=sys.stderr)
+        return 2
+    return run(fixed, connect(), output_dir, should_stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Plan a search stage: its fixed settings (stage 1's best handed to stage 2), its space, its
+limits and the files NNI reads. Starts nothing (search/run.py does).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import write_json
+from ..config import ALIASES, TrainConfig, params_to_settings, searchable_names
+from ..errors import ConfigError, ExperimentError
+from ..nni.config import TUNERS, experiment_config, to_yaml, trial_command
+from ..nni.store import load_experiment
+from ..results import META_FILE, Experiment, experiment_ids, read_meta
+from .space import default_space_path, grid_size, load_space, normalize_space
+
+NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
+
+# A trial leaves about 80 KiB (its files, NNI's store and logs): the study's 306 trials about 25 MiB.
+MIN_FREE_BYTES = 64 * 2**20
+
+# Settings stage 2 takes over from stage 1's best trial: everything but the network.
+HANDOFF_EXCLUDE = ("hidden", "func", "seed")
+
+
+@dataclass
+class StagePlan:
+    """Everything decided before an experiment starts."""
+
+    stage: str
+    fixed: dict[str, Any]
+    space: dict[str, Any]
+    workdir: Path
+    tuner: str = "GridSearch"
+    concurrency: int = 2
+    max_trials: int | None = None
+    max_duration: str | None = None
+    max_trial_duration: str | None = None
+    port: int | None = None
+    handoff: dict[str, Any] = field(default_factory=dict)  # settings taken from stage 1
+    from_experiment: str | None = None
+    space_source: str = ""
+    warm_socket: str | None = None  # a running funcapprox.nni.warm worker for the trials
+    next_stage: dict[str, Any] | None = None  # stage 2's arguments when this is stage 1 of `--stage all`
+    machines_file: Path | None = None  # --platform remote: NNI's SSH training service on these machines
+
+    @cached_property
+    def machines(self) -> list | None:
+        from ..nni.remote import load_machines
+
+        return load_machines(self.machines_file) if self.machines_file else None
+
+    @property
+    def func(self) -> str:
+        return self.fixed["func"]
+
+    @property
+    def name(self) -> str:
+        return f"funcapprox {self.func} {self.stage}"
+
+    @property
+    def grid_size(self) -> int | None:
+        return grid_size(self.space)
+
+
+
+
+def latest_finished(workdir: Path, stage: str, func: str) -> Experiment | None:
+    """The newest experiment of `stage` for `func` with at least one succeeded trial."""
+    for exp_id in reversed(experiment_ids(workdir)):
+        meta = read_meta(workdir / exp_id)
+        if meta.get("stage") != stage or meta.get("fixed", {}).get("func") != func:
+            continue
+        experiment = load_experiment(workdir, exp_id)
+        if experiment.succeeded():
+            return experiment
+    return None
+
+
+def handoff_from(experiment: Experiment) -> dict[str, Any]:
+    """Stage 1's best settings for stage 2: all but the network, the function and the seed."""
+    best = experiment.best()
+    return {k: v for k, v in best.params.items() if k not in HANDOFF_EXCLUDE}
+
+
+def plan_stage(
+    stage: str,
+    func: str,
+    workdir: Path,
+    *,
+    space_file: Path | None = None,
+    set_values: dict[str, Any] | None = None,
+    from_experiment: str | None = None,
+    epochs: int | None = None,
+    **limits: Any,
+) -> StagePlan:
+    """Build and check a stage: its fixed settings, its space, its limits. Starts nothing."""
+    set_values = dict(set_values or {})
+    fixed: dict[str, Any] = {"func": TrainConfig(func=func).func}
+    handoff: dict[str, Any] = {}
+    source_id = None
+    if stage == "nonarch":
+        fixed["hidden"] = NONARCH_HIDDEN
+    elif stage == "arch":
+        if from_experiment is not None:
+            source = load_experiment(workdir, from_experiment)
+            if source.stage != "nonarch":
+                raise ConfigError(f"--from {source.id} is a {source.stage} experiment; give a nonarch one")
+            handoff = handoff_from(source)
+            source_id = source.id
+        elif not any(k in set_values for k in ("act", "lr", "optimizer", "loss")):
+            source = latest_finished(workdir, "nonarch", fixed["func"])
+            if source is None:
+                raise ConfigError(
+                    f"stage arch needs stage 1's best settings, and {workdir} has no finished nonarch "
+                    f"experiment for {fixed['func']}: run `funcapprox search --stage nonarch --func {fixed['func']}` "
+                    "first, or give them with --set act_func=… --set learning_rate=… --set optimizer=… --set loss=…"
+                )
+            handoff = handoff_from(source)
+            source_id = source.id
+    else:
+        raise ConfigError(f"--stage must be nonarch, arch or all, not {stage!r}")
+    fixed.update(handoff)
+    if epochs is not None:
+        fixed["epochs"] = epochs
+    fixed.update(set_values)
+    fixed = TrainConfig.from_dict(fixed, source="the stage's fixed settings").to_dict()
+
+    path = space_file or default_space_path(stage)
+    space = normalize_space(load_space(path))
+    searched = set(params_to_settings(_flat_names(space)))
+    study_names = {setting: name for name, setting in ALIASES.items()}
+    both = sorted(study_names.get(k, k) for k in searched & set(set_values))
+    if both:
+        raise ConfigError(f"{both[0]!r} is both fixed with --set and searched in {path}; drop one")
+    if stage == "nonarch" and "arch" in space:
+        raise ConfigError(f"stage nonarch fixes the network at {{16,16,16}}, but {path} searches hidden sizes")
+    fixed = {k: v for k, v in fixed.items() if k not in searched}  # the tuner decides those
+    plan = StagePlan(stage=stage, fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
+                     from_experiment=source_id, space_source=str(path), **limits)
+    if plan.tuner not in TUNERS:
+        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {plan.tuner!r}")
+    if plan.max_trials is None and plan.max_duration is None:
+        if plan.grid_size is None:
+            raise ConfigError(f"{path} has continuous parameters: give --max-trials or --max-duration")
+        plan.max_trials = plan.grid_size  # ends the experiment in DONE when the grid is covered
+    return plan
+
+
+def _flat_names(space: dict[str, Any]) -> dict[str, Any]:
+    """Parameter names a space searches, with placeholder values, nested choice unpacked."""
+    names = {k: 1 for k in space if k != "arch"}
+    for branch in space.get("arch", {}).get("_value", []):
+        names.update({k: 1 for k in branch if k != "_name"})
+    return {k: v for k, v in names.items() if k in searchable_names()}
+
+
+def write_stage_files(plan: StagePlan, folder: Path) -> Path:
+    """The stage's YAML config and search space, runnable by hand with `nnictl create`."""
+    code_dir = plan.workdir / ".trial-code"  # NNI's trialCodeDirectory: stable, shared, nothing in it we need
+    code_dir.mkdir(parents=True, exist_ok=True)
+    space_file = folder / "search_space.json"
+    write_json(space_file, plan.space)
+    machines = plan.machines
+    if machines:
+        from ..nni.remote import manager_ip_for, prepare_code_dir, remote_training_service, trial_python
+
+        # The remote interpreter by full path, and no warm worker: its socket is on this computer.
+        command = trial_command(plan.fixed, python=trial_python(machines))
+        prepare_code_dir(code_dir)  # NNI 3.0 cannot upload an empty folder
+    else:
+        command = trial_command(plan.fixed, warm=plan.warm_socket)
+    config = experiment_config(
+        name=plan.name, search_space=plan.space, code_dir=code_dir, command=command,
+        workdir=plan.workdir, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
+        max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
+    )
+    if machines:
+        config["trainingService"] = remote_training_service(machines, manager_ip_for(machines))
+    config_file = folder / "config.yml"
+    from ..artifacts import atomic_write
+
+    atomic_write(config_file, to_yaml(config))
+    return config_file
+
+
+def dry_run(plan: StagePlan, folder: Path) -> Path:
+    """Write and validate the stage's files without starting anything."""
+    from ..nni.config import validate_with_nni
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = write_stage_files(plan, folder)
+    import yaml
+
+    validate_with_nni(yaml.safe_load(config_file.read_text()))
+    write_json(folder / META_FILE, _meta(plan, None))
+    return config_file
+
+
+def _meta(plan: StagePlan, exp_id: str | None) -> dict[str, Any]:
+    return {
+        "id": exp_id, "stage": plan.stage, "fixed": plan.fixed, "handoff": plan.handoff,
+        "from_experiment": plan.from_experiment, "space_source": plan.space_source, "tuner": plan.tuner,
+        "concurrency": plan.concurrency, "max_trials": plan.max_trials, "max_duration": plan.max_duration,
+        "max_trial_duration": plan.max_trial_duration,
+        "machines_file": str(plan.machines_file) if plan.machines_file else None,
+        "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING", "next_stage": plan.next_stage,
+    }
+
+
+def check_workdir(workdir: Path) -> None:
+    """Fail before launch, not mid-search, when the work folder cannot take an experiment."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
+            pass
+        free = shutil.disk_usage(workdir).free
+    except OSError as exc:
+        raise ExperimentError(f"cannot write to the work folder {workdir}: {exc.strerror}; "
+                              "pick another with --workdir") from None
+    if free < MIN_FREE_BYTES:
+        raise ExperimentError(f"only {free / 2**20:.1f} MiB free in the work folder {workdir}; a search needs "
+                              f"at least {MIN_FREE_BYTES // 2**20} MiB (NNI's logs and store, every trial's "
+                              "files): free some space or pick another folder with --workdir")
