@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,47 @@ from .errors import ConfigError, ExperimentError, FuncApproxError
 META_DIR = "funcapprox"  # our files inside NNI's experiment folder
 META_FILE = "run.json"
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
+
+
+class TrialState(StrEnum):
+    """A trial's status, in NNI's words (a str: it prints and serialises as NNI's word)."""
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    UNKNOWN = "UNKNOWN"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    USER_CANCELED = "USER_CANCELED"
+    SYS_CANCELED = "SYS_CANCELED"
+    EARLY_STOPPED = "EARLY_STOPPED"
+
+    @classmethod
+    def of(cls, word: Any) -> TrialState:
+        """NNI's word for a trial (an event of its store, a status of its REST API); others are UNKNOWN."""
+        try:
+            return cls(word)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def finished(self) -> bool:
+        """It has ended, one way or another: nothing of it runs any more."""
+        return self not in (TrialState.WAITING, TrialState.RUNNING, TrialState.UNKNOWN)
+
+    @property
+    def active(self) -> bool:
+        return not self.finished
+
+    @property
+    def started(self) -> bool:
+        """An event that marks the trial's start (NNI records WAITING, then RUNNING)."""
+        return self in (TrialState.WAITING, TrialState.RUNNING)
 
 
 @dataclass(frozen=True)
 class TrialRecord:
     trial_id: str
-    status: str  # NNI's word: WAITING, RUNNING, SUCCEEDED, FAILED, …
+    status: TrialState
     params: dict[str, Any]  # the full resolved configuration (TrainConfig.to_dict())
     nni_params: dict[str, Any]  # what the tuner sent
     metric: float | None = None  # the study's metric: NNI's "default"
@@ -40,6 +75,9 @@ class TrialRecord:
     reason: str | None = None  # why it failed, when it did
     output_dir: Path | None = None
     sequence: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", TrialState.of(self.status))  # NNI's word, or a TrialState
 
     @property
     def arch(self) -> str:
@@ -78,7 +116,7 @@ class Experiment:
         return self.meta.get("fixed", {}).get("func", "?")
 
     def succeeded(self) -> list[TrialRecord]:
-        return [t for t in self.trials if t.status == "SUCCEEDED" and t.metric is not None]
+        return [t for t in self.trials if t.status is TrialState.SUCCEEDED and t.metric is not None]
 
     def ranked(self) -> list[TrialRecord]:
         """Succeeded trials best first (metric, then fewer parameters), then the others."""
@@ -158,27 +196,4 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise ExperimentError(str(exc)) from None
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+TERMINAL = tuple(s for s in TrialState if s.finished)  # TODO(views/report): use TrialState.finished

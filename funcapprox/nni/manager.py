@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ExperimentError
-from ..results import Experiment
+from ..results import Experiment, TrialState
 from .store import load_experiment, record_orphans_cancelled
 
 FINISHED = ("DONE", "STOPPED", "ERROR")
 EXHAUSTED = "TUNER_NO_MORE_TRIAL"  # GridSearch ends here, never in DONE (NO_MORE_TRIAL turns DONE by itself)
 EXHAUSTED_IDLE = 12.0  # seconds: NNI polls every 5 s, and creating a trial took up to 3 s here
-ACTIVE_TRIALS = ("WAITING", "RUNNING", "UNKNOWN")
 # While a search runs: below this it stops, with room left to record the stop and keep what finished.
 LOW_FREE_BYTES = 16 * 2**20
 
@@ -187,7 +186,7 @@ class Progress:
 
     @property
     def finished_trials(self) -> int:
-        return sum(1 for t in self.experiment.trials if t.status not in ACTIVE_TRIALS)
+        return sum(1 for t in self.experiment.trials if t.status.finished)
 
     @property
     def eta(self) -> float | None:
@@ -254,7 +253,7 @@ def _live_trials(port: int, prefix: str | None) -> bool | None:
     """Whether the manager has trials waiting or running. Asked of the manager, not its store,
     which records a trial just submitted a moment later."""
     try:
-        return any(t.get("status") in ACTIVE_TRIALS for t in rest(port, "trial-jobs", prefix))
+        return any(TrialState.of(t.get("status")).active for t in rest(port, "trial-jobs", prefix))
     except (urllib.error.URLError, OSError, ValueError, AttributeError):
         return None  # not known: keep waiting
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifacts import CONFIG_FILE, RECEIVED_FILE, load_config
 from ..config import TrainConfig, params_to_settings
 from ..errors import ConfigError, ExperimentError, FuncApproxError
-from ..results import TERMINAL, Experiment, TrialRecord, read_meta, resolve_id
+from ..results import Experiment, TrialRecord, TrialState, read_meta, resolve_id
 
 if TYPE_CHECKING:
     from ..search.resume import ResumePlan
@@ -85,19 +85,19 @@ def _explain_endings(trials: list[TrialRecord], events: list, meta: dict[str, An
     with its experiment stays as NNI said.
     """
     by_user = {row[1] for row in events if row[2] == "USER_TO_CANCEL"}
-    started = {row[1]: row[0] for row in reversed(events) if row[2] in ("WAITING", "RUNNING")}
-    ended = {row[1]: row[0] for row in events if row[2] in TERMINAL}
+    started = {row[1]: row[0] for row in reversed(events) if TrialState.of(row[2]).started}
+    ended = {row[1]: row[0] for row in events if TrialState.of(row[2]).finished}
     explained = []
     for t in trials:
         end = ended.get(t.trial_id)
         went_on = end is not None and any(begun > end for begun in started.values())
         limit = _duration_seconds(meta.get("max_trial_duration"))
         over_time = limit is not None and t.seconds is not None and t.seconds >= limit
-        if t.status in ("EARLY_STOPPED", "USER_CANCELED") and t.trial_id not in by_user and over_time:
-            t = replace(t, status="FAILED", reason=f"ran longer than --max-trial-duration "
+        if t.status in (TrialState.EARLY_STOPPED, TrialState.USER_CANCELED) and t.trial_id not in by_user and over_time:
+            t = replace(t, status=TrialState.FAILED, reason=f"ran longer than --max-trial-duration "
                                                    f"{meta['max_trial_duration']}; NNI stopped it")
-        elif t.status == "USER_CANCELED" and t.trial_id not in by_user and went_on:
-            t = replace(t, status="FAILED", reason="killed by a signal while the search went on "
+        elif t.status is TrialState.USER_CANCELED and t.trial_id not in by_user and went_on:
+            t = replace(t, status=TrialState.FAILED, reason="killed by a signal while the search went on "
                                                    "(NNI records this as USER_CANCELED)")
         explained.append(t)
     return explained
@@ -136,8 +136,10 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
     info: dict[str, dict[str, Any]] = {}
     by_parameter_id: dict[str, Any] = {}
     for timestamp, trial_id, event, data, log_path, sequence in events:
-        t = info.setdefault(trial_id, {"status": event, "params": {}, "sequence": sequence or 0})
-        t["status"] = event
+        state = TrialState.of(event)
+        t = info.setdefault(trial_id, {"status": state, "params": {}, "sequence": sequence or 0})
+        if event != "USER_TO_CANCEL":  # a request, not a status: the trial runs until NNI records its end
+            t["status"] = state
         if log_path:
             t["log_path"] = log_path
         if data:
@@ -147,9 +149,9 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
                 by_parameter_id[str(record.get("parameter_id"))] = t["params"]
             except (ValueError, AttributeError, TypeError, RecursionError):
                 pass
-        if event in ("WAITING", "RUNNING") and "started" not in t:
+        if state.started and "started" not in t:
             t["started"] = timestamp
-        if event in TERMINAL:
+        if state.finished:
             t["ended"] = timestamp
     finals: dict[str, Any] = {}
     history: dict[str, list[tuple[int, float]]] = {}
@@ -183,7 +185,8 @@ def _trials(events: list, metrics: list, fixed: dict[str, Any], folder: Path) ->
             n_params=final.get("n_params") if isinstance(final.get("n_params"), int) else _n_params(params),
             seconds=seconds,
             history=tuple(v for _, v in sorted(history.get(trial_id, []))),
-            reason=_failure_reason(output_dir) if t["status"] not in ("SUCCEEDED", "WAITING", "RUNNING") else None,
+            reason=_failure_reason(output_dir) if t["status"].finished and t["status"] is not TrialState.SUCCEEDED
+            else None,
             output_dir=output_dir,
             sequence=t["sequence"],
         ))
@@ -322,8 +325,8 @@ def _cancel_orphans(connection: sqlite3.Connection) -> None:
         "on e.rowid = m.last").fetchall()
     now = int(time.time() * 1000)
     for trial_id, event, log_path, sequence, env in latest:
-        if event in ("WAITING", "RUNNING", "UNKNOWN"):
+        if TrialState.of(event).active:  # USER_TO_CANCEL too: a cancel asked for, never done
             # data '' not NULL: NNI's replay of the store calls .trim() on it
             connection.execute("insert into TrialJobEvent values (?,?,?,?,?,?,?,?)",
-                               (now, trial_id, "SYS_CANCELED", "", log_path, sequence,
+                               (now, trial_id, TrialState.SYS_CANCELED.value, "", log_path, sequence,
                                 "its manager stopped before it finished", env))

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..config import POINT_KEY, TrainConfig, params_to_settings, settings_to_params
 from ..errors import ConfigError
-from ..results import Experiment, TrialRecord
+from ..results import Experiment, TrialRecord, TrialState
 from .space import grid_size, q_grid
 
 DB_FILE = Path("db") / "nni.sqlite"
@@ -95,9 +95,10 @@ def _config_key(config: dict[str, Any]) -> str:
 
 def has_result(trial: TrialRecord) -> bool:
     """Succeeded, or failed with the trial's own verdict (it would fail the same way again)."""
-    if trial.status == "SUCCEEDED":
+    if trial.status is TrialState.SUCCEEDED:
         return True
-    return trial.status == "FAILED" and trial.output_dir is not None and (trial.output_dir / "failure.json").exists()
+    own_verdict = trial.output_dir is not None and (trial.output_dir / "failure.json").exists()
+    return trial.status is TrialState.FAILED and own_verdict
 
 
 def plan_resume(experiment: Experiment, space: dict[str, Any]) -> ResumePlan:

@@ -17,7 +17,7 @@ from ..artifacts import write_json
 from ..errors import ConfigError, ExperimentError, FuncApproxError
 from ..nni import warm
 from ..nni.config import trial_command
-from ..nni.manager import ACTIVE_TRIALS, Launched, Progress, create, kill_leftover, live_status, restart, stop, wait
+from ..nni.manager import Launched, Progress, create, kill_leftover, live_status, restart, stop, wait
 from ..nni.remote import check_machine, fetch_trials
 from ..nni.store import load_experiment, prepare_store
 from ..results import META_DIR, META_FILE, Experiment, read_meta, resolve_id, update_meta
@@ -182,7 +182,7 @@ def resume_stage(
             launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
         if launched is None:
             return plan
-        already = sum(1 for t in plan.experiment.trials if t.status not in ACTIVE_TRIALS)
+        already = sum(1 for t in plan.experiment.trials if t.status.finished)
         status = _follow(launched, workdir, on_progress, poll, already + plan.to_run, machines=machines,
                          on_launch=on_launch and (lambda: on_launch(launched, plan)), interrupted=deferred.hit,
                          already=already)

@@ -8,7 +8,7 @@ from ..artifacts import load_model
 from ..config import TrainConfig
 from ..errors import FuncApproxError
 from ..nni.store import load_experiment
-from ..results import META_DIR, Experiment, TrialRecord, check_id
+from ..results import META_DIR, Experiment, TrialRecord, TrialState, check_id
 
 BEST_PLOT = "best.png"
 
@@ -44,7 +44,7 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
 
     experiment = load_experiment(workdir, experiment_id)
     trial = experiment.trial(trial_id)
-    if trial.status != "SUCCEEDED" and not retrain:
+    if trial.status is not TrialState.SUCCEEDED and not retrain:
         raise FuncApproxError(f"trial {trial.trial_id} did not succeed ({trial.status}: {trial.reason})")
     model = _trial_model(trial, retrain)
     out = Path(out) if out else experiment.folder / META_DIR / f"trial-{check_id(trial.trial_id, 'trial id')}.png"

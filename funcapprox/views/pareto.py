@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ExperimentError
-from ..results import TrialRecord
+from ..results import TrialRecord, TrialState
 
 
-def _measured(trials: list[TrialRecord]) -> list[TrialRecord]:
-    return [t for t in trials if t.status == "SUCCEEDED" and t.max_error is not None and t.n_params is not None]
+def measured(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """Succeeded trials with a max error and a size: the ones a front can place."""
+    return [t for t in trials if t.status is TrialState.SUCCEEDED and None not in (t.max_error, t.n_params)]
 
 
 def pareto_front(trials: list[TrialRecord], by: str = "max_error") -> list[TrialRecord]:
@@ -21,7 +22,7 @@ def pareto_front(trials: list[TrialRecord], by: str = "max_error") -> list[Trial
         return t.max_error if by == "max_error" else -t.metric
 
     front: list[TrialRecord] = []
-    for t in sorted(_measured(trials), key=lambda t: (t.n_params, score(t), t.sequence)):
+    for t in sorted(measured(trials), key=lambda t: (t.n_params, score(t), t.sequence)):
         if not front or score(t) < score(front[-1]):  # fewer parameters all came before: it must be better
             front.append(t)
     return front
@@ -35,10 +36,10 @@ class Smallest:
 
 def smallest_within(trials: list[TrialRecord], max_error: float) -> Smallest:
     """The network with the fewest parameters whose max error is at most `max_error`."""
-    measured = _measured(trials)
-    if not measured:
+    placed = measured(trials)
+    if not placed:
         raise ExperimentError("no succeeded trial with a max error to compare")
-    fits = [t for t in measured if t.max_error <= max_error]
+    fits = [t for t in placed if t.max_error <= max_error]
     if fits:
         return Smallest(min(fits, key=lambda t: (t.n_params, t.max_error, t.sequence)), True)
-    return Smallest(min(measured, key=lambda t: (t.max_error, t.n_params, t.sequence)), False)
+    return Smallest(min(placed, key=lambda t: (t.max_error, t.n_params, t.sequence)), False)

@@ -124,13 +124,13 @@ class ParetoData(NamedTuple):
 
 def pareto_data(trials: Sequence, marks: dict | None = None) -> ParetoData:
     """Max error against parameter count from TrialRecords; `marks` maps a label to a trial to point out."""
-    from .pareto import pareto_front
+    from .pareto import measured, pareto_front
 
     front = pareto_front(list(trials))
-    measured = [t for t in trials if t.status == "SUCCEEDED" and t.max_error is not None and t.n_params is not None]
+    placed = measured(list(trials))
     return ParetoData(
-        np.array([t.n_params for t in measured], dtype=float),
-        np.array([t.max_error for t in measured], dtype=float),
+        np.array([t.n_params for t in placed], dtype=float),
+        np.array([t.max_error for t in placed], dtype=float),
         np.array([t.n_params for t in front], dtype=float),
         np.array([t.max_error for t in front], dtype=float),
         [t.arch for t in front],
