@@ -7,7 +7,6 @@ import base64
 import json
 import shutil
 import sqlite3
-import subprocess
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest_search import PNG_SIGNATURE, RECORDED, RECORDED_ID, copy_recorded, trial_folder
+from helpers.browser import DevTools, browser, open_file, screenshot  # noqa: F401 (browser: a fixture)
 
 from funcapprox.artifacts import save_run, write_json
 from funcapprox.config import TrainConfig, params_to_settings
@@ -32,7 +32,6 @@ from funcapprox.views.report import (
     write_report,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
 SECTION_IDS = [key for key, _ in SECTIONS]
 ARCH_ID = "archsyn1"
 # The fabricated arch stage: quick square fits with stage 1's settings fixed, one trial killed.
@@ -269,6 +268,16 @@ def test_self_contained(recorded):
     assert page.tags.count("script") == 2  # the parallel view's data and its code, both inline
 
 
+def test_the_package_css_and_script_are_inlined(recorded):
+    """report.css and report.js are package data (pyproject.toml): the page carries each file whole."""
+    from importlib.resources import files
+
+    package = files("funcapprox.views.report")
+    css, script = (package.joinpath(name).read_text(encoding="utf-8") for name in ("report.css", "report.js"))
+    assert "#pc-svg" in css and 'getElementById("pc-data")' in script  # the real files
+    assert f"<style>\n{css}</style>" in recorded[2]
+    assert f"<script>\n{script}</script>" in recorded[2]
+
 def test_searched_parameters_and_their_summaries(recorded):
     experiment = load_experiment(recorded[0])
     assert searched_settings(experiment) == ["act", "lr"]  # `seeds` came later: not in run.json's fixed, not searched
@@ -444,120 +453,6 @@ def test_render_is_deterministic_but_for_the_footer(arch):
 # --- in a real browser ------------------------------------------------------------------------
 
 
-class DevTools:
-    """A minimal Chrome DevTools protocol client over one websocket, attached to one page."""
-
-    def __init__(self, ws) -> None:
-        self.ws = ws
-        self.counter = 0
-        self.events: list[dict[str, Any]] = []
-        page = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-
-    def call(self, method: str, session: bool = False, timeout: float = 60, **params: Any) -> dict[str, Any]:
-        self.counter += 1
-        message = {"id": self.counter, "method": method, "params": params}
-        if session:
-            message["sessionId"] = self.session
-        self.ws.send(json.dumps(message))
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if reply.get("id") == self.counter:
-                assert "error" not in reply, f"{method}: {reply['error']}"
-                return reply["result"]
-            self.events.append(reply)
-
-    def page(self, method: str, **params: Any) -> dict[str, Any]:
-        return self.call(method, session=True, **params)
-
-    def wait_for(self, method: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events:
-                if event.get("method") == method:
-                    self.events.remove(event)
-                    return event
-            self.events.append(json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
-
-    def evaluate(self, expression: str) -> Any:
-        result = self.page("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        assert "exceptionDetails" not in result, result["exceptionDetails"]
-        return result["result"].get("value")
-
-    def errors(self) -> list[str]:
-        """Uncaught exceptions, console errors and browser log errors seen so far."""
-        found = []
-        for e in self.events:
-            method, params = e.get("method"), e.get("params", {})
-            if method == "Runtime.exceptionThrown":
-                found.append(json.dumps(params["exceptionDetails"])[:500])
-            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                found.append(json.dumps(params.get("args"))[:500])
-            elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
-                found.append(params["entry"].get("text", "")[:500])
-        return found
-
-    def mouse(self, kind: str, x: float, y: float) -> None:
-        self.page("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
-                  buttons=0 if kind == "mouseReleased" else 1, clickCount=1)
-
-
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--remote-debugging-port=0", "--window-size=1200,900",
-)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium with a fresh profile, driven over the DevTools protocol."""
-    from websockets.sync.client import connect
-
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium package (apt-get install -y chromium)")
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    log = (tmp_path / "chromium.log").open("w")
-    process = subprocess.Popen([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        port_file = profile / "DevToolsActivePort"  # Chromium writes its port and browser path here
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and len(port_file.read_text().split()) == 2):
-            assert process.poll() is None, f"chromium exited: {(tmp_path / 'chromium.log').read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "chromium did not open its DevTools port in 60 s"
-            time.sleep(0.1)
-        port, path = port_file.read_text().split()
-        with connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=30) as ws:
-            yield DevTools(ws)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def _open(client: DevTools, path: Path) -> None:
-    for domain in ("Page", "Runtime", "Log"):
-        client.page(f"{domain}.enable")
-    client.page("Emulation.setDeviceMetricsOverride", width=1200, height=900, deviceScaleFactor=1, mobile=False)
-    client.page("Page.navigate", url=path.resolve().as_uri())
-    client.wait_for("Page.loadEventFired")
-
-
-def _screenshot(client: DevTools, out: Path) -> Path:
-    size = client.page("Page.getLayoutMetrics")["cssContentSize"]
-    shot = client.page("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                       clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
-    out.write_bytes(base64.b64decode(shot["data"]))
-    return out
-
-
 def _assert_not_blank(png: Path) -> None:
     import matplotlib.image
     import numpy as np
@@ -598,10 +493,10 @@ def _drag_axis(client: DevTools, name: str, dx: float) -> list[str]:
 
 
 @pytest.mark.browser
-def test_reports_render_in_chromium(browser, recorded, arch, tmp_path):
+def test_reports_render_in_chromium(browser, recorded, arch, tmp_path):  # noqa: F811 (fixture)
     experiment = load_experiment(arch[0], ARCH_ID)
     for name, report, succeeded in (("arch", arch[1], len(ARCH_TRIALS) - 1), ("recorded", recorded[1], 2)):
-        _open(browser, report)
+        open_file(browser, report)
         state = browser.evaluate(PAGE_STATE)
         assert state["sections"] == SECTION_IDS
         assert len(state["images"]) == 5 and all(ok and width > 300 and shown > 300
@@ -609,11 +504,11 @@ def test_reports_render_in_chromium(browser, recorded, arch, tmp_path):
         assert state["lines"] == succeeded
         assert state["external"] == []  # nothing fetched: data URIs only
         assert state["svgWidth"] > 900
-        shot = _screenshot(browser, tmp_path / f"report-{name}.png")
+        shot = screenshot(browser, tmp_path / f"report-{name}.png")
         _assert_not_blank(shot)
         assert browser.errors() == []
     # Interactivity, on the arch report: move the first axis to the far right, then pick a value.
-    _open(browser, arch[1])
+    open_file(browser, arch[1])
     assert browser.evaluate(PAGE_STATE)["best"] == [experiment.best().trial_id]
     before = browser.evaluate(PAGE_STATE)["axes"]
     assert before == ["hidden_size_1", "hidden_size_2", "hidden_size_3", "metric"]
@@ -626,7 +521,7 @@ def test_reports_render_in_chromium(browser, recorded, arch, tmp_path):
     assert dimmed == 1  # only {16,16,16} has a third layer among the succeeded trials
     assert browser.evaluate('document.getElementById("pc-status").textContent').startswith(
         "hidden_size_3 = 0: 6 succeeded trials")
-    _screenshot(browser, tmp_path / "report-arch-interacted.png")
+    screenshot(browser, tmp_path / "report-arch-interacted.png")
     assert browser.errors() == []
     # The check above can see errors: an uncaught one and a console.error both show up.
     browser.evaluate('setTimeout(() => { throw new Error("boom") }); console.error("bang"); 0')

@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers.browser import browser  # noqa: F401 (a fixture: headless Chromium)
 from test_e2e_nni import funcapprox, nni_workdir
-from test_report import browser  # noqa: F401 (a fixture: headless Chromium)
 
 from funcapprox.nni.launch import PRELOAD
 from funcapprox.nni.store import load_experiment
