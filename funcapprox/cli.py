@@ -213,8 +213,10 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
 
     Example: funcapprox search --stage all --func oscillator
     """
+
     from .config import parse_set_values
     from .search.plan import plan_stage
+    from .search.run import search as run_search
 
     workdir = workdir.resolve()
     if resume_id is not None:
@@ -229,72 +231,73 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
         raise click.UsageError("--space, --from and --no-wait go with a single --stage (nonarch or arch)")
     if (platform == "remote") != (machines_file is not None):
         raise click.UsageError("--platform remote and --machines FILE go together")
-    if machines_file is not None:
-        from .nni.remote import load_machines
-
-        machines_file = machines_file.resolve()
-        machines = _library_call(load_machines, machines_file)  # every bad entry reported now, before anything starts
-        if any(m.reuse for m in machines):
-            raise UserError(f"{machines_file}: reuse: true is not supported by funcapprox search (NNI then keeps "
-                            "trial files where they cannot be fetched, and runs one trial at a time per machine); "
-                            "use reuse: false")
+    machines_file = machines_file.resolve() if machines_file is not None else None
     set_values = _library_call(parse_set_values, (*set_pairs, *([f"seeds={seeds}"] if seeds else [])))
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
-    stages = ("nonarch", "arch") if stage == "all" else (stage,)
-    for name in stages:
-        plan = _library_call(plan_stage, name, func, workdir, space_file=space_file, set_values=set_values,
-                             from_experiment=from_experiment, epochs=epochs, **limits)
-        plan.machines_file = machines_file
-        if dry_run:
-            _dry_run(plan)
-            if name == "nonarch" and stage == "all":
-                click.echo("(stage arch would take its fixed settings from this stage's best trial)")
-            return
-        if stage == "all" and name == "nonarch":  # so that --resume can go on with stage 2
-            plan.next_stage = {"stage": "arch", "set_values": set_values, "epochs": epochs,
-                               "limits": {k: v for k, v in limits.items() if k != "port"},
-                               "machines_file": str(machines_file) if machines_file else None}
-        _run_stage(plan, follow=not no_wait, keep_ui=keep_ui)
+    if dry_run:
+        plan = _library_call(plan_stage, "nonarch" if stage == "all" else stage, func, workdir, space_file=space_file,
+                             set_values=set_values, from_experiment=from_experiment, epochs=epochs,
+                             machines_file=machines_file, **limits)
+        _dry_run(plan)
+        if stage == "all":
+            click.echo("(stage arch would take its fixed settings from this stage's best trial)")
+        return
+    _search_call(run_search, stage, func, workdir, limits=limits, set_values=set_values, space_file=space_file,
+                 from_experiment=from_experiment, epochs=epochs, machines_file=machines_file, follow=not no_wait,
+                 keep_ui=keep_ui, listener=_listener(keep_ui))
 
 
 def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None:
-    from .results import check_id, experiment_ids, read_meta
-    from .search.plan import plan_stage
-    from .search.run import StageOutcome, resume_stage
+    from .results import check_id
+    from .search.run import resume_search
 
     _library_call(check_id, exp_id)
+    _search_call(resume_search, workdir, exp_id, port=port, keep_ui=keep_ui, listener=_listener(keep_ui))
 
-    def on_launch(launched, plan) -> None:
-        click.echo(f"experiment {launched.id} resumed: {plan.done} done, {plan.to_run} to run; "
-                   f"web UI {launched.url}")
 
+def _search_call(fn, *args, **kwargs):
+    """A search's library call: a mistake in what was asked exits 2; once it runs, the live progress
+    line is ended before the one-line error (Interrupted included: it says what was kept)."""
     try:
-        outcome = resume_stage(workdir, exp_id, port=port, keep_ui=keep_ui, on_launch=on_launch,
-                               on_progress=_progress_line())
+        return fn(*args, **kwargs)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     except FuncApproxError as exc:
         click.echo("", err=True)
         raise click.ClickException(str(exc)) from None
-    if not isinstance(outcome, StageOutcome):
-        click.echo(f"experiment {outcome.id} has nothing left to run ({outcome.done} done)")
-        experiment = outcome.experiment
-    else:
+
+
+def _listener(keep_ui: bool):
+    """What `search` prints as the library tells it how the search goes."""
+    from .search.run import Listener
+
+    def on_plan(plan) -> None:
+        if plan.handoff:
+            source = f"best trial of {plan.from_experiment}" if plan.from_experiment else "--set"
+            click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
+        where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
+        trials = plan.max_trials or "up to " + str(plan.max_duration)
+        click.echo(f"stage {plan.stage} for {plan.func}: {trials} trials, {plan.tuner}, "
+                   f"concurrency {plan.concurrency}{where}")
+
+    def on_outcome(outcome) -> None:
+        if outcome.status == "RUNNING":  # --no-wait
+            click.echo(f"not waiting; follow it at {outcome.launched.url}, stop it with "
+                       f"`funcapprox experiments --stop {outcome.launched.id}`")
+            return
         click.echo("", err=True)
         _print_outcome(outcome, keep_ui)
-        experiment = outcome.experiment
-    then = experiment.meta.get("next_stage")
-    stage2 = [i for i in experiment_ids(workdir) if read_meta(workdir / i).get("from_experiment") == experiment.id]
-    if stage2:
-        click.echo(f"stage 2 of this search is experiment {stage2[-1]}; continue it with "
-                   f"`funcapprox search --resume {stage2[-1]}`")
-    elif isinstance(then, dict) and experiment.succeeded():  # stage 1 of `--stage all`: go on with stage 2
-        plan = _library_call(plan_stage, then["stage"], experiment.func, workdir, from_experiment=experiment.id,
-                             set_values=then.get("set_values"), epochs=then.get("epochs"),
-                             **then.get("limits", {}), port=port)
-        plan.machines_file = Path(then["machines_file"]) if then.get("machines_file") else None
-        _run_stage(plan, follow=True, keep_ui=keep_ui)
+
+    return Listener(
+        on_plan=on_plan,
+        on_launch=lambda launched: click.echo(f"experiment {launched.id} started: web UI {launched.url}"),
+        on_resume=lambda launched, plan: click.echo(f"experiment {launched.id} resumed: {plan.done} done, "
+                                                    f"{plan.to_run} to run; web UI {launched.url}"),
+        on_progress=_progress_line(),
+        on_outcome=on_outcome,
+        on_note=click.echo,
+    )
 
 
 def _dry_run(plan) -> None:
@@ -306,34 +309,6 @@ def _dry_run(plan) -> None:
     click.echo(config_file.read_text())
     click.echo(f"# {config_file.parent / 'search_space.json'}: {plan.grid_size or 'unbounded'} grid points")
     click.echo((config_file.parent / "search_space.json").read_text())
-
-
-def _run_stage(plan, follow: bool, keep_ui: bool):
-    from .search.run import run_stage
-
-    if plan.handoff:
-        source = f"best trial of {plan.from_experiment}" if plan.from_experiment else "--set"
-        click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
-    where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
-    click.echo(f"stage {plan.stage} for {plan.func}: {plan.max_trials or 'up to ' + str(plan.max_duration)} trials, "
-               f"{plan.tuner}, concurrency {plan.concurrency}{where}")
-
-    def on_launch(launched) -> None:
-        click.echo(f"experiment {launched.id} started: web UI {launched.url}")
-
-    try:
-        outcome = run_stage(plan, follow=follow, keep_ui=keep_ui, on_launch=on_launch,
-                            on_progress=_progress_line())
-    except FuncApproxError as exc:  # Interrupted included: the message says what was kept
-        click.echo("", err=True)
-        raise click.ClickException(str(exc)) from None
-    if not follow:
-        click.echo(f"not waiting; follow it at {outcome.launched.url}, stop it with "
-                   f"`funcapprox experiments --stop {outcome.launched.id}`")
-        return outcome
-    click.echo("", err=True)
-    _print_outcome(outcome, keep_ui)
-    return outcome
 
 
 def _print_outcome(outcome, keep_ui: bool) -> None:
@@ -386,11 +361,9 @@ def _duration(seconds: float) -> str:
 
 
 def _short_params(trial) -> str:
-    from .config import settings_to_params
-
+    """The network and its training settings under the names the results table uses."""
     p = trial.params
-    shown = {k: p[k] for k in ("act", "lr", "optimizer", "loss") if k in p}
-    return trial.arch + " " + " ".join(f"{k}={v}" for k, v in settings_to_params(shown).items())
+    return trial.arch + " " + " ".join(f"{k}={p[k]}" for k in ("act", "lr", "optimizer", "loss") if k in p)
 
 
 def _searched_columns(experiment) -> list[str]:

@@ -195,5 +195,3 @@ def read_meta(folder: Path) -> dict[str, Any]:
     except FuncApproxError as exc:
         raise ExperimentError(str(exc)) from None
 
-
-TERMINAL = tuple(s for s in TrialState if s.finished)  # TODO(views/report): use TrialState.finished

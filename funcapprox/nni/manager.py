@@ -114,7 +114,7 @@ def restart(action: str, exp_id: str, workdir: Path, port: int | None = None) ->
 
 
 def start_manager(request: dict[str, Any]) -> str:
-    """Start an NNI manager locked down (see nnilaunch.py) to create, `resume` or `view` an experiment;
+    """Start an NNI manager locked down (see launch.py) to create, `resume` or `view` an experiment;
     the launcher's output. The request (with the secret prefix) goes on standard input, not the command line."""
     return _run([sys.executable, "-m", "funcapprox.nni.launch"], json.dumps(request))
 

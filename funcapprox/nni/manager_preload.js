@@ -2,7 +2,7 @@
 //
 // NNI 3.0 serves its web UI and REST API with `app.listen(port)`: every interface, no login,
 // and a catch-all 404 that prints the secret URL prefix to whoever asks. NNI has no setting
-// for either, so this file (funcapprox.nnilaunch starts the manager with it) makes:
+// for either, so this file (funcapprox.nni.launch starts the manager with it) makes:
 // - a server that listens on the manager's port with no address listen on loopback
 //   (127.0.0.1 and ::1) and on the addresses in FUNCAPPROX_LISTEN (a remote experiment's
 //   nniManagerIp), never on every interface;

@@ -118,6 +118,16 @@ def load_machines(path: Path | str) -> list[Machine]:
     return machines
 
 
+def load_search_machines(path: Path | str) -> list[Machine]:
+    """The machines of a `funcapprox search --platform remote`: reuse mode is refused, since NNI
+    then keeps trial files where they cannot be fetched and runs one trial at a time per machine."""
+    machines = load_machines(path)
+    if any(m.reuse for m in machines):
+        raise ConfigError(f"{path}: reuse: true is not supported by funcapprox search (NNI then keeps trial files "
+                          "where they cannot be fetched, and runs one trial at a time per machine); use reuse: false")
+    return machines
+
+
 def _machine(entry: Any, number: int, path: Path) -> Machine:
     host = entry.get("host") if isinstance(entry, dict) else None
     label = f"{path}: machine {number}" + (f" ({host})" if isinstance(host, str) and host.strip() else "")

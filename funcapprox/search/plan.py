@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import write_json
-from ..config import ALIASES, TrainConfig, params_to_settings, searchable_names
+from ..config import TrainConfig, parameter_name, params_to_settings, searchable_names
 from ..errors import ConfigError, ExperimentError
 from ..nni.config import TUNERS, experiment_config, to_yaml, trial_command
 from ..nni.store import load_experiment
@@ -29,9 +29,9 @@ MIN_FREE_BYTES = 64 * 2**20
 HANDOFF_EXCLUDE = ("hidden", "func", "seed")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StagePlan:
-    """Everything decided before an experiment starts."""
+    """Everything decided before an experiment starts (a new plan, not a change, for anything else)."""
 
     stage: str
     fixed: dict[str, Any]
@@ -52,9 +52,9 @@ class StagePlan:
 
     @cached_property
     def machines(self) -> list | None:
-        from ..nni.remote import load_machines
+        from ..nni.remote import load_search_machines
 
-        return load_machines(self.machines_file) if self.machines_file else None
+        return load_search_machines(self.machines_file) if self.machines_file else None
 
     @property
     def func(self) -> str:
@@ -98,9 +98,11 @@ def plan_stage(
     set_values: dict[str, Any] | None = None,
     from_experiment: str | None = None,
     epochs: int | None = None,
+    machines_file: Path | None = None,
+    next_stage: dict[str, Any] | None = None,
     **limits: Any,
 ) -> StagePlan:
-    """Build and check a stage: its fixed settings, its space, its limits. Starts nothing."""
+    """Build and check a stage: its fixed settings, its space, its limits, its machines. Starts nothing."""
     set_values = dict(set_values or {})
     fixed: dict[str, Any] = {"func": TrainConfig(func=func).func}
     handoff: dict[str, Any] = {}
@@ -135,21 +137,22 @@ def plan_stage(
     path = space_file or default_space_path(stage)
     space = normalize_space(load_space(path))
     searched = set(params_to_settings(_flat_names(space)))
-    study_names = {setting: name for name, setting in ALIASES.items()}
-    both = sorted(study_names.get(k, k) for k in searched & set(set_values))
+    both = sorted(parameter_name(k) for k in searched & set(set_values))
     if both:
         raise ConfigError(f"{both[0]!r} is both fixed with --set and searched in {path}; drop one")
     if stage == "nonarch" and "arch" in space:
         raise ConfigError(f"stage nonarch fixes the network at {{16,16,16}}, but {path} searches hidden sizes")
     fixed = {k: v for k, v in fixed.items() if k not in searched}  # the tuner decides those
-    plan = StagePlan(stage=stage, fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
-                     from_experiment=source_id, space_source=str(path), **limits)
-    if plan.tuner not in TUNERS:
-        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {plan.tuner!r}")
-    if plan.max_trials is None and plan.max_duration is None:
-        if plan.grid_size is None:
+    if limits.get("tuner", "GridSearch") not in TUNERS:
+        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {limits['tuner']!r}")
+    if limits.get("max_trials") is None and limits.get("max_duration") is None:
+        if grid_size(space) is None:
             raise ConfigError(f"{path} has continuous parameters: give --max-trials or --max-duration")
-        plan.max_trials = plan.grid_size  # ends the experiment in DONE when the grid is covered
+        limits["max_trials"] = grid_size(space)  # ends the experiment in DONE when the grid is covered
+    plan = StagePlan(stage=stage, fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
+                     from_experiment=source_id, space_source=str(path), next_stage=next_stage,
+                     machines_file=Path(machines_file) if machines_file else None, **limits)
+    plan.machines  # noqa: B018 (every bad machine is reported now, before anything starts)
     return plan
 
 

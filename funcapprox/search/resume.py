@@ -13,7 +13,7 @@ manager died are re-run with the store's pairing.
 
 So we use NNI's resume but decide what it runs. From the trials' own records (what
 each one really trained) we find the grid points that have a result; before NNI's
-resume code starts the manager (nnilaunch.py) we store a new revision of the
+resume code starts the manager (nni/launch.py) we store a new revision of the
 experiment's profile, the way NNI stores its own updates, whose search space is
 exactly the missing points (one nested-choice branch each, under POINT_KEY) and
 whose maxTrialNumber makes room for them; trials the store still shows as waiting

@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,9 +20,9 @@ from ..nni.config import trial_command
 from ..nni.manager import Launched, Progress, create, kill_leftover, live_status, restart, stop, wait
 from ..nni.remote import check_machine, fetch_trials
 from ..nni.store import load_experiment, prepare_store
-from ..results import META_DIR, META_FILE, Experiment, read_meta, resolve_id, update_meta
+from ..results import META_DIR, META_FILE, Experiment, experiment_ids, read_meta, resolve_id, update_meta
 from ..views.figures import plot_best
-from .plan import StagePlan, _meta, check_workdir, write_stage_files
+from .plan import StagePlan, _meta, check_workdir, plan_stage, write_stage_files
 from .resume import ResumePlan, plan_resume
 
 
@@ -153,7 +153,7 @@ def run_stage(
         check_machine(machine)  # a clear error now, not failed trials later
     # The warm worker lives while we follow; it serves trials whose files go under the work folder.
     with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=plan.workdir) as socket_path:
-        plan.warm_socket = socket_path
+        plan = replace(plan, warm_socket=socket_path)
         with _signals_deferred() as deferred:
             launched = launch(plan)
         status = _follow(launched, plan.workdir, on_progress, poll, plan.max_trials, machines=machines,
@@ -208,6 +208,77 @@ def _report(experiment: Experiment) -> Path | None:
     if not experiment.succeeded():
         return None
     return write_report(experiment.folder.parent, experiment.id)
+
+
+# --- a whole search: stages in turn, and what follows a resume -----------------------------------
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What the caller (the CLI) is told as a search goes on; every part is optional."""
+
+    on_plan: Callable[[StagePlan], None] | None = None  # a stage is planned and about to start
+    on_launch: Callable[[Launched], None] | None = None
+    on_resume: Callable[[Launched, ResumePlan], None] | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    on_outcome: Callable[[StageOutcome], None] | None = None
+    on_note: Callable[[str], None] | None = None  # a sentence for the user
+
+
+def _tell(callback: Callable | None, *args) -> None:
+    if callback is not None:
+        callback(*args)
+
+
+def search(stage: str, func: str, workdir: Path, *, limits: dict, set_values: dict | None = None,
+           space_file: Path | None = None, from_experiment: str | None = None, epochs: int | None = None,
+           machines_file: Path | None = None, follow: bool = True, keep_ui: bool = False,
+           listener: Listener = Listener()) -> list[StageOutcome]:
+    """`funcapprox search`: one stage, or (`all`) stage 1 then stage 2 with stage 1's best."""
+    outcomes = []
+    for name in ("nonarch", "arch") if stage == "all" else (stage,):
+        next_stage = None
+        if stage == "all" and name == "nonarch":  # recorded, so that --resume can go on with stage 2
+            next_stage = {"stage": "arch", "set_values": set_values, "epochs": epochs,
+                          "limits": {k: v for k, v in limits.items() if k != "port"},
+                          "machines_file": str(machines_file) if machines_file else None}
+        plan = plan_stage(name, func, workdir, space_file=space_file, set_values=set_values,
+                          from_experiment=from_experiment, epochs=epochs, machines_file=machines_file,
+                          next_stage=next_stage, **limits)
+        outcomes.append(_run_planned(plan, follow, keep_ui, listener))
+    return outcomes
+
+
+def resume_search(workdir: Path, exp_id: str, *, port: int | None = None, keep_ui: bool = False,
+                  listener: Listener = Listener()) -> list[StageOutcome | ResumePlan]:
+    """`funcapprox search --resume`: what the experiment has left, then stage 2 if it was stage 1 of `all`."""
+    first = resume_stage(workdir, exp_id, port=port, keep_ui=keep_ui, on_launch=listener.on_resume,
+                         on_progress=listener.on_progress)
+    if isinstance(first, StageOutcome):
+        _tell(listener.on_outcome, first)
+    else:
+        _tell(listener.on_note, f"experiment {first.id} has nothing left to run ({first.done} done)")
+    done: list[StageOutcome | ResumePlan] = [first]
+    experiment = first.experiment
+    then = experiment.meta.get("next_stage")
+    stage2 = [i for i in experiment_ids(workdir) if read_meta(workdir / i).get("from_experiment") == experiment.id]
+    if stage2:
+        _tell(listener.on_note, f"stage 2 of this search is experiment {stage2[-1]}; continue it with "
+                                f"`funcapprox search --resume {stage2[-1]}`")
+    elif isinstance(then, dict) and experiment.succeeded():  # stage 1 of `--stage all`: go on with stage 2
+        plan = plan_stage(then["stage"], experiment.func, workdir, from_experiment=experiment.id,
+                          set_values=then.get("set_values"), epochs=then.get("epochs"),
+                          machines_file=then.get("machines_file"), **then.get("limits", {}), port=port)
+        done.append(_run_planned(plan, True, keep_ui, listener))
+    return done
+
+
+def _run_planned(plan: StagePlan, follow: bool, keep_ui: bool, listener: Listener) -> StageOutcome:
+    _tell(listener.on_plan, plan)
+    outcome = run_stage(plan, follow=follow, keep_ui=keep_ui, on_launch=listener.on_launch,
+                        on_progress=listener.on_progress)
+    _tell(listener.on_outcome, outcome)
+    return outcome
 
 
 # --- starting an experiment, or starting it again ------------------------------------------------

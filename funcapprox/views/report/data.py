@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from ...artifacts import load_model
 from ...config import ACTIVATIONS, ALIASES, HIDDEN_KEYS, LOSSES, OPTIMIZERS, field_names, params_to_settings
 from ...errors import ConfigError, FuncApproxError
-from ...results import TERMINAL, Experiment, TrialRecord
+from ...results import Experiment, TrialRecord, TrialState
 from ..pareto import pareto_front, smallest_within
 
 NEAR_BEST = 2.0  # the smallest network shown beside the best is within this factor of its max error
@@ -155,7 +155,7 @@ class ParamSummary(NamedTuple):
 
 
 def finished_without_metric(t: TrialRecord) -> bool:
-    return t.status in TERMINAL and (t.status != "SUCCEEDED" or t.metric is None)
+    return t.status.finished and (t.status is not TrialState.SUCCEEDED or t.metric is None)
 
 
 def _groups(param: Param, trials: Sequence[TrialRecord]) -> list[tuple[str, list[TrialRecord]]]:
@@ -185,7 +185,7 @@ def param_summaries(experiment: Experiment) -> list[ParamSummary]:
     for param in summary_params(experiment):
         rows = []
         for label, trials in _groups(param, experiment.trials):
-            metrics = sorted(t.metric for t in trials if t.status == "SUCCEEDED" and t.metric is not None)
+            metrics = sorted(t.metric for t in trials if t.status is TrialState.SUCCEEDED and t.metric is not None)
             failed = sum(1 for t in trials if finished_without_metric(t))
             if not metrics and not failed:
                 continue
@@ -451,7 +451,7 @@ def history(experiment: Experiment, searched: list[str]) -> History:
     from ..figures import trial_history
     from ..plot import history_data
 
-    top = [t for t in experiment.ranked() if t.status == "SUCCEEDED" and t.metric is not None][:TOP_HISTORY]
+    top = [t for t in experiment.ranked() if t.status is TrialState.SUCCEEDED and t.metric is not None][:TOP_HISTORY]
     runs = [history_data(trial_history(t), f"{t.trial_id} {short_label(t, searched)}") for t in top]
     return History(len(top), [r for r in runs if len(r.epochs)])
 
