@@ -11,8 +11,8 @@ class ConfigError(FuncApproxError, ValueError):
     """A configuration value, file or option is invalid."""
 
 
-class TrainingDiverged(FuncApproxError):
-    """Training produced a non-finite loss or output."""
+class Interrupted(FuncApproxError):
+    """The user stopped a search (Ctrl-C, SIGTERM, SIGHUP); its finished trials are kept."""
 
 
 class ExperimentError(FuncApproxError):

@@ -68,7 +68,3 @@ def spread_init(model: MLP, slope: float = SPREAD_SLOPE) -> None:
     first.weight.copy_(weight.unsqueeze(1))
     first.bias.copy_(-weight * kinks)
     last.weight.zero_()
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -374,7 +374,7 @@ def test_two_train_processes_at_once_write_two_whole_runs(tmp_path):
 
 @pytest.fixture
 def workdir(tmp_path):
-    from conftest_search import copy_recorded
+    from helpers.recorded import copy_recorded
 
     return copy_recorded(tmp_path)
 

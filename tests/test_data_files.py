@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest_search import DATA, PLACEHOLDERS, RECORDED_ID, copy_recorded
+from helpers.recorded import DATA, PLACEHOLDERS, RECORDED_ID, copy_recorded
 
 ABSOLUTE = re.compile(rb"(^|[^A-Za-z0-9_.@])/(tmp|home|root|work|usr|opt|var|srv|mnt)/")
 

@@ -11,9 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.nni import funcapprox, manager_answers, nni_workdir, write_space
 
 from funcapprox.nni.manager import manager_status
 from funcapprox.nni.store import load_experiment
@@ -32,32 +32,12 @@ SMALL_ARCH_FLAT = {  # the study's flat form: the invalid {n1,0,n3} must never b
 }
 
 
-def funcapprox(*args: str, workdir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
-    return subprocess.run([sys.executable, "-m", "funcapprox", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=workdir.parent)
 
 
-def nni_workdir(tmp_path: Path):
-    """A work folder whose experiments are all stopped afterwards; no NNI manager may outlive it."""
-    folder = tmp_path / "experiments"
-    yield folder
-    from funcapprox.nni.manager import stop
-
-    for exp_id in experiment_ids(folder):
-        stop(exp_id, folder)
-    assert not nni_processes(folder), "an NNI manager outlived the test"
 
 
-def manager_answers(workdir: Path, exp_id: str) -> str | None:
-    """The status from the experiment's manager at the port and secret prefix it was started with."""
-    meta = read_meta(workdir / exp_id)
-    return manager_status(meta["port"], meta["url_prefix"])
 
 
-def nni_processes(workdir: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
 
 
 @pytest.fixture
@@ -65,9 +45,6 @@ def workdir(tmp_path):
     yield from nni_workdir(tmp_path)
 
 
-def write_space(path: Path, space: dict) -> Path:
-    path.write_text(json.dumps(space))
-    return path
 
 
 def test_two_stages_hand_off_and_results_after_the_manager_stopped(workdir, tmp_path):

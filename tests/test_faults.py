@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_e2e_nni import funcapprox, manager_answers, nni_processes, nni_workdir, write_space
+from helpers.nni import funcapprox, manager_answers, nni_processes, nni_workdir, write_space
 
 from funcapprox.nni.manager import manifest_entry, trial_processes
 from funcapprox.nni.store import load_experiment

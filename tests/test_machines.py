@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sshd import ssh_server
-from test_e2e_nni import nni_processes, workdir  # noqa: F401 (workdir is a fixture)
+from helpers.nni import nni_workdir
+from helpers.sshd import ssh_server
 
 from funcapprox.errors import ConfigError, ExperimentError
 from funcapprox.nni.remote import (
@@ -36,6 +36,12 @@ def keygen(path: Path, passphrase: str = "") -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(path)], check=True,
                    capture_output=True, timeout=30)
     return path
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A work folder whose NNI experiments are all stopped afterwards."""
+    yield from nni_workdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +281,7 @@ def test_check_machine_logs_in_and_finds_what_trials_need(tmp_path, keys):
             check_machine(machine(sys.executable, keygen(tmp_path / "other")), known_hosts)
 
 
-def test_fetch_trials_from_machines_that_ran_none(tmp_path, workdir):  # noqa: F811 (workdir is a fixture)
+def test_fetch_trials_from_machines_that_ran_none(tmp_path, workdir):
     (workdir / "nosuchexp").mkdir(parents=True)
     with ssh_server(tmp_path / "sshd") as server:
         machine = Machine(server.host, server.user, server.key_file, sys.executable, server.port)
@@ -313,7 +319,7 @@ def remote_trial(remote: Path, trial: str = "AbC12", worker: int = 1) -> Path:
 
 
 def test_fetch_trials_streams_each_machines_trials_over_ssh(tmp_path, remote_experiment, monkeypatch):
-    from test_fetch_safety import snapshot
+    from helpers.files import snapshot
 
     import funcapprox.nni.remote as machines
 
@@ -361,7 +367,7 @@ def test_fetch_trials_streams_each_machines_trials_over_ssh(tmp_path, remote_exp
 @pytest.mark.parametrize("plant", ["symlink", "hardlink", "fifo", "worker symlink"])
 def test_a_hostile_machine_is_refused_for_real(tmp_path, remote_experiment, plant):
     """Through the real sshd: the machine's own tar archives what an attacker left in its trial folder."""
-    from test_fetch_safety import snapshot
+    from helpers.files import snapshot
 
     exp_id, remote, local = remote_experiment
     trial = remote_trial(remote)
@@ -408,11 +414,10 @@ SPACE = {"learning_rate": {"_type": "choice", "_value": [0.005, 0.01]}}
 
 
 @pytest.mark.nni
-def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path):  # noqa: F811 (a fixture)
+def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path):
     """`funcapprox search --platform remote` through a real sshd on loopback: NNI's remote service
     runs the trials over SSH; results, plot and report then work as for a local search."""
-    from test_e2e_nni import funcapprox
-    from test_security import LOOPBACK, listening_addresses
+    from helpers.nni import LOOPBACK, funcapprox, listening_addresses
 
     from funcapprox.nni.store import load_experiment
     from funcapprox.results import experiment_ids, read_meta

@@ -27,7 +27,7 @@ from unittest import mock
 import click
 import pytest
 from click.testing import CliRunner
-from conftest_search import RECORDED_ID, copy_recorded
+from helpers.recorded import RECORDED_ID, copy_recorded
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_search import PNG_SIGNATURE, RECORDED, RECORDED_ID, copy_recorded, trial_folder
 from helpers.browser import DevTools, browser, open_file, screenshot  # noqa: F401 (browser: a fixture)
+from helpers.recorded import PNG_SIGNATURE, RECORDED, RECORDED_ID, copy_recorded, trial_folder
 
 from funcapprox.artifacts import save_run, write_json
 from funcapprox.config import TrainConfig, params_to_settings

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 
 import pytest
-from conftest_search import FAILED, RECORDED, RECORDED_ID, SUCCEEDED, copy_recorded, trial_folder
+from helpers.recorded import FAILED, RECORDED, RECORDED_ID, SUCCEEDED, copy_recorded, trial_folder
 
 from funcapprox.config import TrainConfig, field_names
 from funcapprox.errors import ConfigError, ExperimentError

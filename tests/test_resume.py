@@ -10,7 +10,8 @@ import shutil
 import sqlite3
 
 import pytest
-from conftest_search import RECORDED_ID, copy_recorded, grid_schedule, trial_folder
+from helpers.nni import grid_schedule
+from helpers.recorded import RECORDED_ID, copy_recorded, trial_folder
 
 from funcapprox.nni.store import load_experiment, prepare_store
 from funcapprox.search.resume import grid_points, has_result, plan_resume, point_key, points_space

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest_search import FAILED, PNG_SIGNATURE, RECORDED_ID, copy_recorded, trial_folder
+from helpers.recorded import FAILED, PNG_SIGNATURE, RECORDED_ID, copy_recorded, trial_folder
 
 from funcapprox.cli import cli
 from funcapprox.config import TrainConfig, field_names, parse_set_values, read_set_pairs

@@ -8,7 +8,6 @@ with NNI's bundled Node.js and a bare HTTP server.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import socket
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers.browser import browser  # noqa: F401 (a fixture: headless Chromium)
-from test_e2e_nni import funcapprox, nni_workdir
+from helpers.nni import LOOPBACK, funcapprox, listening_addresses, nni_workdir
 
 from funcapprox.nni.launch import PRELOAD
 from funcapprox.nni.store import load_experiment
@@ -31,36 +30,10 @@ from funcapprox.results import experiment_ids, read_meta
 PREFIX_VARIABLES = ("NODE_OPTIONS", "FUNCAPPROX_URL_PREFIX", "FUNCAPPROX_LISTEN")
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
-LOOPBACK = {"127.0.0.1", "::1"} if _ipv6_loopback() else {"127.0.0.1"}
 
 
-def listening_addresses(port: int) -> set[str]:
-    """Every local address a TCP socket listens on at `port`, as the kernel lists them."""
-    found = set()
-    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local, _, state = line.split()[1:4]
-            address, hex_port = local.split(":")
-            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
-                continue
-            raw = bytes.fromhex(address)
-            # /proc prints each 32-bit word in host (little-endian) order
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
-            found.add(str(ipaddress.ip_address(raw)))
-    return found
 
 
 def get(url: str) -> tuple[int, bytes]:

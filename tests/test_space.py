@@ -7,7 +7,7 @@ import json
 from itertools import product
 
 import pytest
-from conftest_search import grid_schedule
+from helpers.nni import grid_schedule
 
 from funcapprox.config import TrainConfig, params_to_settings, parse_hidden, settings_to_params
 from funcapprox.errors import ConfigError

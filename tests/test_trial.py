@@ -8,7 +8,7 @@ import shlex
 import time
 
 import pytest
-from conftest_search import ChannelServer
+from helpers.nni import ChannelServer
 
 from funcapprox.config import TrainConfig, read_set_pairs
 from funcapprox.errors import ConfigError

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_search import ChannelServer
+from helpers.nni import ChannelServer
 
 from funcapprox.nni import warm
 

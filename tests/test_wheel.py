@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_e2e_nni import nni_workdir
+from helpers.nni import nni_workdir
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable  # the venv's interpreter: scripts/test runs `.venv/bin/python -m pytest`

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from itertools import product
-from pathlib import Path
 from typing import Any
 
 from ..config import POINT_KEY, TrainConfig, params_to_settings, settings_to_params
@@ -33,7 +32,6 @@ from ..errors import ConfigError
 from ..results import Experiment, TrialRecord, TrialState
 from .space import grid_size, q_grid
 
-DB_FILE = Path("db") / "nni.sqlite"
 # A trial that failed with its own verdict (failure.json: diverged, or parameters
 # rejected) would fail again the same way: it counts as a result, like a success.
 # One that was killed, timed out or interrupted has none and runs again.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts import write_json
-from ..errors import ConfigError, ExperimentError, FuncApproxError
+from ..errors import ConfigError, ExperimentError, FuncApproxError, Interrupted
 from ..nni import warm
 from ..nni.config import trial_command
 from ..nni.manager import Launched, Progress, create, kill_leftover, live_status, restart, stop, wait
@@ -24,10 +24,6 @@ from ..results import META_DIR, META_FILE, Experiment, experiment_ids, read_meta
 from ..views.figures import plot_best
 from .plan import StagePlan, _meta, check_workdir, plan_stage, write_stage_files
 from .resume import ResumePlan, plan_resume
-
-
-class Interrupted(FuncApproxError):
-    """The user stopped the search (Ctrl-C or SIGTERM); finished trials are kept."""
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Import the fixture into a test module: `from helpers.browser import browser`. That works because
 pytest (its default "prepend" import mode) puts tests/, the test modules' folder without an
-__init__.py, first on sys.path, as it does for `from conftest_search import ...`.
+__init__.py, first on sys.path.
 """
 
 from __future__ import annotations

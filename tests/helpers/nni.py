@@ -1,62 +1,88 @@
-"""Helpers for the search-side tests (space, nniconfig, trial, results, search CLI).
-
-Plain functions and classes, not fixtures: each test module wraps what it needs in its own
-small fixture, so nothing here depends on (or changes) tests/conftest.py.
+"""Running the real thing in tests: `funcapprox` as a user runs it, NNI managers that never
+outlive a test, NNI's own GridSearchTuner, NNI's trial channel in miniature, and what a port
+listens on.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ipaddress
 import json
-import shutil
-import sqlite3
+import os
+import socket
+import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parent / "data"
-RECORDED = DATA / "recorded"  # a work folder holding one experiment recorded by a real NNI 3.0 run
-RECORDED_ID = "wrxauyqz"
-SUCCEEDED = ("ud7Qq", "wcNBM")  # Sigmoid lr 0.01 and Tanh lr 0.01
-FAILED = ("njzKx", "E3Yy2")  # lr 1e6: diverged at epoch 5
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from funcapprox.nni.manager import manager_status
+from funcapprox.results import experiment_ids, read_meta
 
 
-# The recorded files name no folder of the machine they were recorded on: these placeholders
-# stand where NNI wrote its work folder and the trial's interpreter, and a copy fills them in.
-PLACEHOLDERS = ("@WORKDIR@", "@PYTHON@")
-TEXT_FILES = ("funcapprox/run.json", "funcapprox/config.yml")
-STORE_COLUMNS = {"TrialJobEvent": ("data", "logPath"), "ExperimentProfile": ("params", "logDir")}
+def funcapprox(*args: str, workdir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
+    return subprocess.run([sys.executable, "-m", "funcapprox", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=workdir.parent)
 
 
-def copy_recorded(tmp_path: Path, name: str = "workdir") -> Path:
-    """A private copy of the recorded work folder, its placeholders pointing into the copy:
-    tests read and write only the copy."""
-    workdir = tmp_path / name
-    shutil.copytree(RECORDED, workdir)
-    values = dict(zip(PLACEHOLDERS, (str(workdir), sys.executable)))
+def nni_workdir(tmp_path: Path):
+    """A work folder whose experiments are all stopped afterwards; no NNI manager may outlive it."""
+    folder = tmp_path / "experiments"
+    yield folder
+    from funcapprox.nni.manager import stop
 
-    def fill(text: str) -> str:
-        for placeholder, value in values.items():
-            text = text.replace(placeholder, value)
-        return text
-
-    for text_file in TEXT_FILES:
-        path = workdir / RECORDED_ID / text_file
-        path.write_text(fill(path.read_text()))
-    with contextlib.closing(sqlite3.connect(workdir / RECORDED_ID / "db" / "nni.sqlite")) as store, store:
-        for table, columns in STORE_COLUMNS.items():
-            for column in columns:
-                store.execute(f"UPDATE {table} SET {column} = replace(replace({column}, ?, ?), ?, ?)",
-                              [item for pair in values.items() for item in pair])
-    (workdir / ".trial-code").mkdir(exist_ok=True)  # NNI's trialCodeDirectory, as the recording run had it
-    return workdir
+    for exp_id in experiment_ids(folder):
+        stop(exp_id, folder)
+    assert not nni_processes(folder), "an NNI manager outlived the test"
 
 
-def trial_folder(workdir: Path, trial_id: str) -> Path:
-    return workdir / RECORDED_ID / "environments" / "local-env" / "trials" / trial_id
+def manager_answers(workdir: Path, exp_id: str) -> str | None:
+    """The status from the experiment's manager at the port and secret prefix it was started with."""
+    meta = read_meta(workdir / exp_id)
+    return manager_status(meta["port"], meta["url_prefix"])
+
+
+def nni_processes(workdir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
+
+
+def write_space(path: Path, space: dict) -> Path:
+    path.write_text(json.dumps(space))
+    return path
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+LOOPBACK = {"127.0.0.1", "::1"} if _ipv6_loopback() else {"127.0.0.1"}
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Every local address a TCP socket listens on at `port`, as the kernel lists them."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, _, state = line.split()[1:4]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+            found.add(str(ipaddress.ip_address(raw)))
+    return found
 
 
 def grid_schedule(space: dict[str, Any]) -> list[dict[str, Any]]:
