@@ -368,7 +368,7 @@ def _short_params(trial) -> str:
 
 def _searched_columns(experiment) -> list[str]:
     """The configuration fields this experiment's tuner chose (the rest were fixed)."""
-    fixed = experiment.meta.get("fixed", {})
+    fixed = experiment.meta.fixed
     names = [k for k in ("act", "lr", "optimizer", "loss", "hidden", "batch", "samples", "epochs", "seed",
                          "output_act") if k not in fixed]
     return names

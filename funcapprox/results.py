@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -98,22 +98,85 @@ class TrialRecord:
         }
 
 
+@dataclass(frozen=True)
+class RunMeta:
+    """funcapprox's record of an experiment, `<workdir>/<id>/funcapprox/run.json`.
+
+    Read like the JSON it is stored as too (`meta["port"]`, `meta.get("port")`).
+    """
+
+    id: str | None = None
+    stage: str = "?"
+    fixed: dict[str, Any] = field(default_factory=dict)  # the settings every trial shares
+    handoff: dict[str, Any] = field(default_factory=dict)  # those taken from stage 1's best trial
+    from_experiment: str | None = None
+    space_source: str = ""
+    tuner: str = "GridSearch"
+    concurrency: int | None = None
+    max_trials: int | None = None
+    max_duration: str | None = None
+    max_trial_duration: str | None = None
+    machines_file: str | None = None  # --platform remote
+    grid_size: int | None = None
+    created: float | None = None  # seconds since the epoch
+    status: str = "?"  # funcapprox's last word on it: RUNNING, DONE, INTERRUPTED, ERROR, …
+    finished: bool = False
+    next_stage: dict[str, Any] | None = None  # stage 2's arguments when this is stage 1 of `--stage all`
+    port: int | None = None
+    url_prefix: str | None = None  # the secret URL prefix of its web UI and REST API
+    resumes: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "run.json") -> RunMeta:
+        if not isinstance(data, dict):
+            raise ExperimentError(f"{source} is not a JSON object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        if "resumes" in values:
+            values["resumes"] = tuple(values["resumes"]) if isinstance(values["resumes"], list) else ()
+        for name in ("fixed", "handoff"):
+            if not isinstance(values.get(name, {}), dict):
+                values.pop(name)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["resumes"] = list(self.resumes)
+        return data
+
+    @property
+    def func(self) -> str:
+        return self.fixed.get("func", "?")
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value
+
+
 @dataclass
 class Experiment:
     id: str
     folder: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     trials: list[TrialRecord] = field(default_factory=list)
     start: float | None = None  # seconds since the epoch
     end: float | None = None
 
     @property
     def stage(self) -> str:
-        return self.meta.get("stage", "?")
+        return self.meta.stage
 
     @property
     def func(self) -> str:
-        return self.meta.get("fixed", {}).get("func", "?")
+        return self.meta.func
 
     def succeeded(self) -> list[TrialRecord]:
         return [t for t in self.trials if t.status is TrialState.SUCCEEDED and t.metric is not None]
@@ -183,15 +246,22 @@ def resolve_id(workdir: Path, experiment: str) -> str:
     return experiment
 
 
-def update_meta(workdir: Path, exp_id: str, **fields: Any) -> None:
+def write_meta(folder: Path, meta: RunMeta, inside: bool = True) -> None:
+    """run.json into an experiment's `folder` (or, not `inside` one, right into `folder`)."""
+    path = (folder / META_DIR if inside else folder) / META_FILE
+    write_json(path, meta.to_dict(), private=True)  # it holds the secret URL prefix
+
+
+def update_meta(workdir: Path, exp_id: str, **changes: Any) -> None:
     """Record something about an experiment in its run.json (its final status, say)."""
-    path = Path(workdir) / exp_id / META_DIR / META_FILE
-    write_json(path, read_meta(Path(workdir) / exp_id) | fields, private=True)  # it holds the secret URL prefix
+    folder = Path(workdir) / exp_id
+    write_meta(folder, replace(read_meta(folder), **changes))
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
+def read_meta(folder: Path) -> RunMeta:
+    path = folder / META_DIR / META_FILE
     try:
-        return read_json(folder / META_DIR / META_FILE)
+        return RunMeta.from_dict(read_json(path), str(path))
     except FuncApproxError as exc:
         raise ExperimentError(str(exc)) from None
 

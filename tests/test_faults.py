@@ -267,14 +267,11 @@ def test_a_failure_after_the_manager_started_stops_it(workdir, tmp_path, monkeyp
     from funcapprox.search.plan import plan_stage
 
     plan = plan_stage("nonarch", "square", workdir, space_file=write_space(tmp_path / "s.json", SIX_RATES), epochs=5)
-    write_json = run.write_json
 
-    def full_disk_for_run_json(path, *args, **kwargs):
-        if Path(path).name == "run.json":
-            raise OSError(28, "No space left on device")
-        return write_json(path, *args, **kwargs)
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(run, "write_json", full_disk_for_run_json)
+    monkeypatch.setattr(run, "write_meta", full_disk)  # run.json, written once the manager is up
     with pytest.raises(ExperimentError, match="started but its files could not be written .No space left on device.; "
                                               "it was stopped"):
         run.launch(plan)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ExperimentError
-from ..results import Experiment, TrialState
+from ..results import Experiment, RunMeta, TrialState
 from .store import load_experiment, record_orphans_cancelled
 
 FINISHED = ("DONE", "STOPPED", "ERROR")
@@ -119,11 +119,11 @@ def start_manager(request: dict[str, Any]) -> str:
     return _run([sys.executable, "-m", "funcapprox.nni.launch"], json.dumps(request))
 
 
-def live_status(exp_id: str, meta: dict[str, Any]) -> str | None:
+def live_status(exp_id: str, meta: RunMeta) -> str | None:
     """The experiment's status from its running manager, None when no manager answers."""
     entry = manifest_entry(exp_id)
-    port = entry.get("port") or meta.get("port")
-    prefix = entry.get("prefixUrl") or meta.get("url_prefix")
+    port = entry.get("port") or meta.port
+    prefix = entry.get("prefixUrl") or meta.url_prefix
     return manager_status(port, prefix) if isinstance(port, int) else None
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifacts import CONFIG_FILE, RECEIVED_FILE, load_config
 from ..config import TrainConfig, params_to_settings
 from ..errors import ConfigError, ExperimentError, FuncApproxError
-from ..results import Experiment, TrialRecord, TrialState, read_meta, resolve_id
+from ..results import Experiment, RunMeta, TrialRecord, TrialState, read_meta, resolve_id
 
 if TYPE_CHECKING:
     from ..search.resume import ResumePlan
@@ -57,7 +57,7 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
     if profile:
         record.start = profile[0] / 1000 if profile[0] else None
         record.end = profile[1] / 1000 if profile[1] else None
-    record.trials = _explain_endings(_trials(events, metrics, meta.get("fixed", {}), folder), events, meta)
+    record.trials = _explain_endings(_trials(events, metrics, meta.fixed, folder), events, meta)
     return record
 
 
@@ -75,7 +75,7 @@ def _open_store(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(db, timeout=10)
 
 
-def _explain_endings(trials: list[TrialRecord], events: list, meta: dict[str, Any]) -> list[TrialRecord]:
+def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta) -> list[TrialRecord]:
     """Say why a trial ended early where NNI's word hides it.
 
     NNI 3.0 records a trial killed by a signal as USER_CANCELED, and one stopped for
@@ -91,11 +91,11 @@ def _explain_endings(trials: list[TrialRecord], events: list, meta: dict[str, An
     for t in trials:
         end = ended.get(t.trial_id)
         went_on = end is not None and any(begun > end for begun in started.values())
-        limit = _duration_seconds(meta.get("max_trial_duration"))
+        limit = _duration_seconds(meta.max_trial_duration)
         over_time = limit is not None and t.seconds is not None and t.seconds >= limit
         if t.status in (TrialState.EARLY_STOPPED, TrialState.USER_CANCELED) and t.trial_id not in by_user and over_time:
             t = replace(t, status=TrialState.FAILED, reason=f"ran longer than --max-trial-duration "
-                                                   f"{meta['max_trial_duration']}; NNI stopped it")
+                                                   f"{meta.max_trial_duration}; NNI stopped it")
         elif t.status is TrialState.USER_CANCELED and t.trial_id not in by_user and went_on:
             t = replace(t, status=TrialState.FAILED, reason="killed by a signal while the search went on "
                                                    "(NNI records this as USER_CANCELED)")
@@ -280,7 +280,7 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
         # The tuner and its space come from funcapprox's own record of the experiment, never from
         # the store: whoever could write the store (a remote machine's files, say) must not choose
         # the code NNI's tuner runs or what it searches.
-        params["tuner"] = _tuner(plan.experiment.meta.get("tuner"), plan.id)
+        params["tuner"] = _tuner(plan.experiment.meta.tuner, plan.id)
         params.pop("assessor", None)
         params.pop("advisor", None)
         if plan.search_space is not None:

@@ -17,7 +17,7 @@ from ..config import TrainConfig, parameter_name, params_to_settings, searchable
 from ..errors import ConfigError, ExperimentError
 from ..nni.config import TUNERS, experiment_config, to_yaml, trial_command
 from ..nni.store import load_experiment
-from ..results import META_FILE, Experiment, experiment_ids, read_meta
+from ..results import Experiment, RunMeta, experiment_ids, read_meta, write_meta
 from .space import default_space_path, grid_size, load_space, normalize_space
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
@@ -75,7 +75,7 @@ def latest_finished(workdir: Path, stage: str, func: str) -> Experiment | None:
     """The newest experiment of `stage` for `func` with at least one succeeded trial."""
     for exp_id in reversed(experiment_ids(workdir)):
         meta = read_meta(workdir / exp_id)
-        if meta.get("stage") != stage or meta.get("fixed", {}).get("func") != func:
+        if meta.stage != stage or meta.func != func:
             continue
         experiment = load_experiment(workdir, exp_id)
         if experiment.succeeded():
@@ -202,19 +202,18 @@ def dry_run(plan: StagePlan, folder: Path) -> Path:
     import yaml
 
     validate_with_nni(yaml.safe_load(config_file.read_text()))
-    write_json(folder / META_FILE, _meta(plan, None))
+    write_meta(folder.parent / folder.name, run_meta(plan), inside=False)
     return config_file
 
 
-def _meta(plan: StagePlan, exp_id: str | None) -> dict[str, Any]:
-    return {
-        "id": exp_id, "stage": plan.stage, "fixed": plan.fixed, "handoff": plan.handoff,
-        "from_experiment": plan.from_experiment, "space_source": plan.space_source, "tuner": plan.tuner,
-        "concurrency": plan.concurrency, "max_trials": plan.max_trials, "max_duration": plan.max_duration,
-        "max_trial_duration": plan.max_trial_duration,
-        "machines_file": str(plan.machines_file) if plan.machines_file else None,
-        "grid_size": plan.grid_size, "created": time.time(), "status": "RUNNING", "next_stage": plan.next_stage,
-    }
+def run_meta(plan: StagePlan, exp_id: str | None = None, **started: Any) -> RunMeta:
+    """What run.json records of a stage as it starts (`started`: its port and URL prefix)."""
+    return RunMeta(
+        id=exp_id, stage=plan.stage, fixed=plan.fixed, handoff=plan.handoff, from_experiment=plan.from_experiment,
+        space_source=plan.space_source, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
+        max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
+        machines_file=str(plan.machines_file) if plan.machines_file else None, grid_size=plan.grid_size,
+        created=time.time(), status="RUNNING", next_stage=plan.next_stage, **started)
 
 
 def check_workdir(workdir: Path) -> None:

@@ -17,7 +17,7 @@ def experiment_status(workdir: Path, exp_id: str, meta: dict[str, Any]) -> str:
     live = live_status(exp_id, meta)
     if live:
         return live
-    recorded = meta.get("status", "?")
+    recorded = meta.status
     return "STOPPED" if recorded == "RUNNING" else recorded  # a manager that is gone is no longer running
 
 
@@ -27,7 +27,7 @@ def list_experiments(workdir: Path) -> list[dict[str, Any]]:
         experiment = load_experiment(workdir, exp_id)
         done = experiment.succeeded()
         best = max((t.metric for t in done), default=None)
-        created = experiment.meta.get("created")
+        created = experiment.meta.created
         rows.append({
             "id": exp_id,
             "stage": experiment.stage,
@@ -53,7 +53,7 @@ def view_experiment(workdir: Path, exp_id: str, port: int | None = None) -> str:
     meta = read_meta(workdir / exp_id)
     if live_status(exp_id, meta) is not None:  # a second manager would take over NNI's record of the first
         raise ExperimentError(f"experiment {exp_id} already has a running manager: its web UI is at "
-                              f"{base_url(meta.get('port'), meta.get('url_prefix'))}")
+                              f"{base_url(meta.port, meta.url_prefix)}")
     launched = restart("view", exp_id, workdir, port)
     return (f"web UI of experiment {exp_id} at {launched.url}; "
             f"stop it with `funcapprox experiments --stop {exp_id}`")

@@ -101,14 +101,14 @@ def has_result(trial: TrialRecord) -> bool:
 
 def plan_resume(experiment: Experiment, space: dict[str, Any]) -> ResumePlan:
     """What is left of an experiment: the grid points without a result, or the trials still to run."""
-    fixed = experiment.meta.get("fixed", {})
+    fixed = experiment.meta.fixed
     finished = [t for t in experiment.trials if has_result(t)]
-    if grid_size(space) is not None and experiment.meta.get("tuner", "GridSearch") == "GridSearch":
+    if grid_size(space) is not None and experiment.meta.tuner == "GridSearch":
         done_keys = {_config_key(t.params) for t in finished}
         # A point that is no valid configuration (batch > samples, say) failed before training: done.
         remaining = [p for p in grid_points(space) if point_key(fixed, p) not in (*done_keys, None)]
         return ResumePlan(experiment, len(grid_points(space)) - len(remaining), remaining, len(remaining), space)
-    budget = experiment.meta.get("max_trials")
+    budget = experiment.meta.max_trials
     to_run = max(0, budget - len(finished)) if isinstance(budget, int) else 0
     return ResumePlan(experiment, len(finished), [], to_run, space)
 

@@ -13,16 +13,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..artifacts import write_json
 from ..errors import ConfigError, ExperimentError, FuncApproxError, Interrupted
 from ..nni import warm
 from ..nni.config import trial_command
 from ..nni.manager import Launched, Progress, create, kill_leftover, live_status, restart, stop, wait
 from ..nni.remote import check_machine, fetch_trials
 from ..nni.store import load_experiment, prepare_store
-from ..results import META_DIR, META_FILE, Experiment, experiment_ids, read_meta, resolve_id, update_meta
+from ..results import META_DIR, Experiment, RunMeta, experiment_ids, read_meta, resolve_id, update_meta, write_meta
 from ..views.figures import plot_best
-from .plan import StagePlan, _meta, check_workdir, plan_stage, write_stage_files
+from .plan import StagePlan, check_workdir, plan_stage, run_meta, write_stage_files
 from .resume import ResumePlan, plan_resume
 
 
@@ -256,8 +255,8 @@ def resume_search(workdir: Path, exp_id: str, *, port: int | None = None, keep_u
         _tell(listener.on_note, f"experiment {first.id} has nothing left to run ({first.done} done)")
     done: list[StageOutcome | ResumePlan] = [first]
     experiment = first.experiment
-    then = experiment.meta.get("next_stage")
-    stage2 = [i for i in experiment_ids(workdir) if read_meta(workdir / i).get("from_experiment") == experiment.id]
+    then = experiment.meta.next_stage
+    stage2 = [i for i in experiment_ids(workdir) if read_meta(workdir / i).from_experiment == experiment.id]
     if stage2:
         _tell(listener.on_note, f"stage 2 of this search is experiment {stage2[-1]}; continue it with "
                                 f"`funcapprox search --resume {stage2[-1]}`")
@@ -295,9 +294,7 @@ def launch(plan: StagePlan) -> Launched:
         raise
     try:
         staging.rename(launched.folder / META_DIR)
-        write_json(launched.folder / META_DIR / META_FILE,
-                   _meta(plan, launched.id) | {"port": launched.port, "url_prefix": launched.prefix},
-                   private=True)  # it holds the secret URL prefix
+        write_meta(launched.folder, run_meta(plan, launched.id, port=launched.port, url_prefix=launched.prefix))
     except BaseException as exc:  # a manager nobody recorded would run on unseen: stop it
         stop(launched.id, workdir)
         shutil.rmtree(staging, ignore_errors=True)
@@ -317,7 +314,7 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     experiment = load_experiment(workdir, exp_id)
     folder = workdir / experiment.id
     meta = experiment.meta
-    if not meta.get("fixed"):
+    if not meta.fixed:
         raise ConfigError(f"experiment {experiment.id} was not started by funcapprox search; it cannot be resumed here")
     if live_status(experiment.id, meta) is not None:
         raise ExperimentError(f"experiment {experiment.id} is still running; "
@@ -336,23 +333,23 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     if machines:
         from ..nni.remote import manager_ip_for, remote_training_service, trial_python
 
-        command = trial_command(meta["fixed"], python=trial_python(machines))
+        command = trial_command(meta.fixed, python=trial_python(machines))
         service = remote_training_service(machines, manager_ip_for(machines))  # machines.yml as it is now
     else:
-        command = trial_command(meta["fixed"], warm=warm_socket)
+        command = trial_command(meta.fixed, warm=warm_socket)
     kill_leftover(experiment.id)  # trials of a manager that died may still be running
     prepare_store(folder, plan, command, workdir=workdir, training_service=service)
     launched = restart("resume", experiment.id, workdir, port)
-    resumes = [*meta.get("resumes", []), {"at": time.time(), "to_run": plan.to_run}]
+    resumes = (*meta.resumes, {"at": time.time(), "to_run": plan.to_run})
     update_meta(workdir, experiment.id, status="RUNNING", port=launched.port, url_prefix=launched.prefix,
                 resumes=resumes)
     return launched, plan
 
 
-def remote_machines(meta: dict) -> list | None:
+def remote_machines(meta: RunMeta) -> list | None:
     """The machines a remote experiment ran on (its machines.yml, read again), None for a local one."""
-    if not meta.get("machines_file"):
+    if not meta.machines_file:
         return None
     from ..nni.remote import load_machines
 
-    return load_machines(meta["machines_file"])
+    return load_machines(meta.machines_file)

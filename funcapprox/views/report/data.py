@@ -47,7 +47,7 @@ def searched_settings(experiment: Experiment) -> list[str]:
     A field added to TrainConfig after the experiment ran is missing from its fixed
     settings too; it counts only if some trial received it or the trials differ in it.
     """
-    fixed = experiment.meta.get("fixed", {})
+    fixed = experiment.meta.fixed
     received: set[str] = set()
     for t in experiment.trials:
         try:
@@ -374,30 +374,29 @@ def report_data(experiment: Experiment) -> ReportData:
 
 def overview(experiment: Experiment, searched: list[str]) -> Overview:
     meta = experiment.meta
-    limits = [meta.get("tuner", "?")]
-    if meta.get("concurrency"):
-        limits.append(f"concurrency {meta['concurrency']}")
-    if meta.get("max_trials"):
-        limits.append(f"max trials {meta['max_trials']}")
-    if meta.get("max_duration"):
-        limits.append(f"max duration {meta['max_duration']}")
-    if meta.get("grid_size"):
-        limits.append(f"grid of {meta['grid_size']} points")
+    limits = [meta.tuner]
+    if meta.concurrency:
+        limits.append(f"concurrency {meta.concurrency}")
+    if meta.max_trials:
+        limits.append(f"max trials {meta.max_trials}")
+    if meta.max_duration:
+        limits.append(f"max duration {meta.max_duration}")
+    if meta.grid_size:
+        limits.append(f"grid of {meta.grid_size} points")
     duration = (experiment.end - experiment.start) if experiment.start and experiment.end else None
     stage = {"nonarch": "nonarch: hyper-parameters on a fixed network",
              "arch": "arch: network sizes with stage 1's settings fixed"}.get(experiment.stage, experiment.stage)
-    handoff = meta.get("handoff") or {}
+    handoff = meta.handoff
     source = None
-    if meta.get("from_experiment") or handoff:
-        source = (f"the best trial of experiment {meta['from_experiment']}" if meta.get("from_experiment")
-                  else "--set")
+    if meta.from_experiment or handoff:
+        source = f"the best trial of experiment {meta.from_experiment}" if meta.from_experiment else "--set"
     return Overview(
         experiment_id=experiment.id, stage=experiment.stage, stage_text=stage, func=experiment.func,
-        folder=experiment.folder, tuner=", ".join(str(x) for x in limits), status=str(meta.get("status", "?")),
+        folder=experiment.folder, tuner=", ".join(str(x) for x in limits), status=meta.status,
         start=experiment.start, end=experiment.end, duration=duration, trials=len(experiment.trials),
-        counts=tuple(sorted(experiment.counts().items())), searched=searched, fixed=meta.get("fixed", {}),
+        counts=tuple(sorted(experiment.counts().items())), searched=searched, fixed=meta.fixed,
         source=source, handoff=handoff,
-        space_source=str(meta["space_source"]) if meta.get("space_source") else None,
+        space_source=meta.space_source or None,
     )
 
 
