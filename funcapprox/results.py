@@ -1,10 +1,8 @@
-"""Experiments read back from NNI's own store on disk, as plain records.
+"""What funcapprox knows of an experiment, as plain records: its trials (TrialRecord, with a
+TrialState), funcapprox's own run.json (RunMeta), and the experiments in a work folder.
 
-NNI keeps each experiment in `<workdir>/<id>/`: `db/nni.sqlite` (trial events,
-metrics, the experiment profile) and one folder per trial, where funcapprox's trial
-leaves its configuration, history, metrics and weights. Reading the files works
-whether or not the NNI manager still runs. Nothing else in funcapprox reads NNI's
-raw JSON or SQL.
+The records are built from NNI's store by funcapprox.nni.store; everything else in
+funcapprox reads these records, never NNI's raw JSON or SQL.
 """
 
 from __future__ import annotations

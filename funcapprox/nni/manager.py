@@ -8,6 +8,7 @@ processes a manager leaves behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -50,10 +51,14 @@ def free_port() -> int:
 
 
 def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
+    """Taken on any address the manager will listen on (127.0.0.1, and ::1 where there is IPv6)."""
+    for family, address in ((socket.AF_INET, ""), (socket.AF_INET6, "::1")):
         try:
-            s.bind(("", port))
-        except OSError:
+            with socket.socket(family) as s:
+                s.bind((address, port))
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                continue  # no IPv6 loopback here: the manager listens on 127.0.0.1 alone
             return True
     return False
 
@@ -75,9 +80,8 @@ def base_url(port: int, prefix: str | None = None) -> str:
 
 
 def new_url_prefix() -> str:
-    """NNI's web UI and REST API listen on every interface with no login, and NNI 3.0
-    cannot bind them to one. What it does allow is a URL prefix: a secret one turns every
-    request without it into a 404, like a Jupyter token."""
+    """NNI's web UI and REST API have no login; a secret URL prefix, new for every manager,
+    turns every request without it into a bare 404 (manager_preload.js), like a Jupyter token."""
     return secrets.token_hex(16)
 
 

@@ -226,7 +226,7 @@ def shared(machines: list[Machine], source: str = "the machines") -> tuple[str, 
 
 
 def trial_python(machines: list[Machine]) -> str:
-    """The interpreter's full path for trialCommand (nniconfig.trial_command(fixed, python=...)).
+    """The interpreter's full path for trialCommand (nni.config.trial_command(fixed, python=...)).
 
     A full path, not `python`: the trial's shell can put another python first on PATH
     (a login profile, pyenv), and trials then fail with "No module named ...".

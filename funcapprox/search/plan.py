@@ -69,8 +69,6 @@ class StagePlan:
         return grid_size(self.space)
 
 
-
-
 def latest_finished(workdir: Path, stage: str, func: str) -> Experiment | None:
     """The newest experiment of `stage` for `func` with at least one succeeded trial."""
     for exp_id in reversed(experiment_ids(workdir)):
@@ -202,7 +200,7 @@ def dry_run(plan: StagePlan, folder: Path) -> Path:
     import yaml
 
     validate_with_nni(yaml.safe_load(config_file.read_text()))
-    write_meta(folder.parent / folder.name, run_meta(plan), inside=False)
+    write_meta(folder, run_meta(plan), inside=False)
     return config_file
 
 

@@ -9,10 +9,10 @@ from typing import Any
 from ..errors import ExperimentError
 from ..nni.manager import base_url, claim_port, live_status, restart, stop
 from ..nni.store import load_experiment
-from ..results import experiment_ids, read_meta, resolve_id
+from ..results import RunMeta, experiment_ids, read_meta, resolve_id
 
 
-def experiment_status(workdir: Path, exp_id: str, meta: dict[str, Any]) -> str:
+def experiment_status(exp_id: str, meta: RunMeta) -> str:
     """RUNNING (or NNI's live word) while a manager answers; else what funcapprox recorded."""
     live = live_status(exp_id, meta)
     if live:
@@ -32,7 +32,7 @@ def list_experiments(workdir: Path) -> list[dict[str, Any]]:
             "id": exp_id,
             "stage": experiment.stage,
             "func": experiment.func,
-            "status": experiment_status(workdir, exp_id, experiment.meta),
+            "status": experiment_status(exp_id, experiment.meta),
             "trials": f"{len(done)}/{len(experiment.trials)}",
             "best": best,
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "?",

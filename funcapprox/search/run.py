@@ -341,8 +341,15 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     prepare_store(folder, plan, command, workdir=workdir, training_service=service)
     launched = restart("resume", experiment.id, workdir, port)
     resumes = (*meta.resumes, {"at": time.time(), "to_run": plan.to_run})
-    update_meta(workdir, experiment.id, status="RUNNING", port=launched.port, url_prefix=launched.prefix,
-                resumes=resumes)
+    try:
+        update_meta(workdir, experiment.id, status="RUNNING", port=launched.port, url_prefix=launched.prefix,
+                    resumes=resumes)
+    except BaseException as exc:  # a manager nobody recorded would run on unseen: stop it
+        stop(experiment.id, workdir)
+        if isinstance(exc, (OSError, ExperimentError)):
+            raise ExperimentError(f"experiment {experiment.id} was resumed but its run.json could not be written "
+                                  f"({getattr(exc, 'strerror', None) or exc}); it was stopped") from None
+        raise
     return launched, plan
 
 
@@ -350,6 +357,6 @@ def remote_machines(meta: RunMeta) -> list | None:
     """The machines a remote experiment ran on (its machines.yml, read again), None for a local one."""
     if not meta.machines_file:
         return None
-    from ..nni.remote import load_machines
+    from ..nni.remote import load_search_machines
 
-    return load_machines(meta.machines_file)
+    return load_search_machines(meta.machines_file)

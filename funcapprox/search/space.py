@@ -25,7 +25,6 @@ from ..config import (
 )
 from ..errors import ConfigError
 
-STAGES = ("nonarch", "arch")
 # The shipped spaces live at the top of the repository, where users read and copy them; a
 # wheel carries the same folder as funcapprox/search_spaces (pyproject maps it in).
 PACKAGED_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -34,12 +33,9 @@ NNI_TYPES = {
     "choice", "randint", "uniform", "quniform", "loguniform", "qloguniform",
     "normal", "qnormal", "lognormal", "qlognormal",
 }
-GRID_TYPES = {"choice", "randint", "quniform", "qloguniform"}  # finite under GridSearch
 WHOLE_NUMBERS = ("epochs", "samples", "batch", "seed", "seeds")  # settings that take ints, not fractions
 MAX_SPACE_BYTES = 1024 * 1024  # a search-space file is a few KB; this refuses a wrong file before reading it all
 MAX_GRID_VALUES = 100_000  # a randint or q-grid with more values counts as continuous: no one runs it all
-
-
 
 
 def default_space_path(stage: str) -> Path:
@@ -312,10 +308,6 @@ def grid_size(space: dict[str, Any]) -> int | None:
             return None
         total *= n
     return total
-
-
-
-
 
 
 def all_architectures(space: dict[str, Any]) -> list[tuple[int, ...]]:

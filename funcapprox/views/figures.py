@@ -7,7 +7,6 @@ from pathlib import Path
 from ..artifacts import load_model
 from ..config import TrainConfig
 from ..errors import FuncApproxError
-from ..nni.store import load_experiment
 from ..results import META_DIR, Experiment, TrialRecord, TrialState, check_id
 
 BEST_PLOT = "best.png"
@@ -40,6 +39,7 @@ def _trial_model(trial: TrialRecord, retrain: bool):
 def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | None = None,
                retrain: bool = False) -> list[Path]:
     """Write a trial's fit PNG and its metric-history PNG; return their paths."""
+    from ..nni.store import load_experiment  # not at the top: `funcapprox train` needs no NNI store
     from .plot import draw_history, history_data, save_figure
 
     experiment = load_experiment(workdir, experiment_id)

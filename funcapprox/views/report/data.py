@@ -14,7 +14,7 @@ import statistics
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ...artifacts import load_model
-from ...config import ACTIVATIONS, ALIASES, HIDDEN_KEYS, LOSSES, OPTIMIZERS, field_names, params_to_settings
+from ...config import ACTIVATIONS, HIDDEN_KEYS, LOSSES, OPTIMIZERS, field_names, parameter_name, params_to_settings
 from ...errors import ConfigError, FuncApproxError
 from ...results import Experiment, TrialRecord, TrialState
 from ..pareto import pareto_front, smallest_within
@@ -25,7 +25,6 @@ MAX_VALUES = 12  # a numeric parameter with more distinct values is binned in th
 BINS = 5
 FAN = 0.5  # the part of a category's band its lines fan out over in the parallel view
 COLOR_LOW, COLOR_HIGH = 0.0, 0.88  # the part of viridis used: its last, pale yellow is hard to see on white
-STUDY_NAMES = {setting: name for name, setting in ALIASES.items()}  # act → act_func, lr → learning_rate
 NATURAL_ORDER = {"act": ACTIVATIONS, "optimizer": OPTIMIZERS, "loss": LOSSES, "output_act": (False, True)}
 
 
@@ -87,7 +86,7 @@ def _depth(t: TrialRecord) -> int | None:
 
 
 def _param(name: str, trials: Sequence[TrialRecord]) -> Param:
-    label = STUDY_NAMES.get(name, name)
+    label = parameter_name(name)
     values = [v for v in (t.params.get(name) for t in trials) if v is not None]
     if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return Param(label, "number", _setting(name))
@@ -479,7 +478,7 @@ def as_number(value: float) -> str:
 def choices(trial: TrialRecord, searched: list[str]) -> str:
     """The values the tuner chose for this trial, under the search space's names (the network as {n1,n2,n3})."""
     parts = [trial.arch] if "hidden" in searched else []
-    parts += [f"{STUDY_NAMES.get(n, n)}={as_text(trial.params.get(n))}" for n in searched if n != "hidden"]
+    parts += [f"{parameter_name(n)}={as_text(trial.params.get(n))}" for n in searched if n != "hidden"]
     return " ".join(parts)
 
 

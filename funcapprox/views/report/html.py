@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ...artifacts import atomic_write
+from ...config import parameter_name
 from ...errors import ConfigError, ExperimentError, FuncApproxError
 from ...nni.store import load_experiment
 from ...results import META_DIR, Experiment, TrialRecord
 from .data import (
     NEAR_BEST,
-    STUDY_NAMES,
     Fit,
     History,
     NearBest,
@@ -132,7 +132,7 @@ def _summary(o: Overview, best: TrialRecord) -> str:
         ("ended", _e(_when(o.end))),
         ("duration", _e(_duration(o.duration))),
         ("trials", _e(f"{o.trials}: " + ", ".join(f"{n} {s.lower()}" for s, n in o.counts))),
-        ("searched", _e(", ".join(STUDY_NAMES.get(n, n) for n in o.searched) or "nothing")),
+        ("searched", _e(", ".join(parameter_name(n) for n in o.searched) or "nothing")),
         ("fixed", _codes(o.fixed)),
     ]
     if o.source is not None:
@@ -303,7 +303,7 @@ def _trials(ranked: list[TrialRecord], columns: list[str]) -> str:
     rows = [[str(rank), t.trial_id, t.status, *(as_text(t.params.get(c)) for c in columns), _fmt(t.metric, ".4f"),
              _fmt(t.rms, ".5f"), _fmt(t.max_error, ".5f"), _count(t.n_params), _fmt(t.seconds, ".1f")]
             for rank, t in enumerate(ranked, 1)]
-    headers = ["#", "trial", "status", *(STUDY_NAMES.get(c, c) for c in columns), "metric", "rms", "max error",
+    headers = ["#", "trial", "status", *(parameter_name(c) for c in columns), "metric", "rms", "max error",
                "params", "seconds"]
     n = len(columns)
     return f"""<section id="trials">
