@@ -366,14 +366,6 @@ def _short_params(trial) -> str:
     return trial.arch + " " + " ".join(f"{k}={p[k]}" for k in ("act", "lr", "optimizer", "loss") if k in p)
 
 
-def _searched_columns(experiment) -> list[str]:
-    """The configuration fields this experiment's tuner chose (the rest were fixed)."""
-    fixed = experiment.meta.fixed
-    names = [k for k in ("act", "lr", "optimizer", "loss", "hidden", "batch", "samples", "epochs", "seed",
-                         "output_act") if k not in fixed]
-    return names
-
-
 def _cell(value) -> str:
     if value is None:
         return "-"
@@ -385,7 +377,7 @@ def _cell(value) -> str:
 
 
 def _print_table(trials, experiment) -> None:
-    columns = _searched_columns(experiment)
+    columns = experiment.searched()
     headers = ["trial", "status", *columns, "metric", "rms", "max_error", "params", "seconds"]
     rows = [[t.trial_id, t.status, *(_cell(t.params.get(c)) for c in columns),
              _fmt(t.metric, ".4f"), _fmt(t.rms, ".5f"), _fmt(t.max_error, ".5f"), _cell(t.n_params),

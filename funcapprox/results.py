@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json, write_json
-from .config import TrainConfig
+from .config import TrainConfig, field_names, params_to_settings
 from .errors import ConfigError, ExperimentError, FuncApproxError
 
 META_DIR = "funcapprox"  # our files inside NNI's experiment folder
@@ -199,6 +199,27 @@ class Experiment:
         raise ExperimentError(
             f"no trial {trial_id!r} in experiment {self.id}; `funcapprox results --experiment {self.id}` lists them"
         )
+
+    def searched(self) -> list[str]:
+        """The configuration fields the tuner chose: those not fixed for the stage.
+
+        A field added to TrainConfig after the experiment ran is missing from its fixed
+        settings too; it counts only if some trial received it or the trials differ in it.
+        """
+        received: set[str] = set()
+        for t in self.trials:
+            try:
+                received |= set(params_to_settings(t.nni_params))
+            except ConfigError:
+                pass
+        names = []
+        for name in field_names():
+            if name == "func" or name in self.meta.fixed:
+                continue
+            seen = {json.dumps(t.params.get(name), sort_keys=True) for t in self.trials}
+            if name in received or len(seen) > 1:
+                names.append(name)
+        return names
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -44,6 +44,13 @@ def parse_duration(text: str | None, option: str) -> str | None:
     return value
 
 
+def tuner_config(name: Any) -> dict[str, Any]:
+    """NNI's `tuner` entry for one of the tuners funcapprox offers (always maximizing)."""
+    if name not in TUNERS:
+        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {name!r}")
+    return {"name": name, **({"classArgs": TUNERS[name]} if TUNERS[name] else {})}
+
+
 def experiment_config(
     *,
     name: str,
@@ -58,8 +65,6 @@ def experiment_config(
     max_trial_duration: str | None = None,
 ) -> dict[str, Any]:
     """The experiment as NNI's v2 config keys (plain data, ready for YAML)."""
-    if tuner not in TUNERS:
-        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {tuner!r}")
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, not {concurrency}")
     if max_trials is not None and max_trials < 1:
@@ -72,7 +77,7 @@ def experiment_config(
         "trialCodeDirectory": str(code_dir),
         "trialConcurrency": concurrency,
         "experimentWorkingDirectory": str(workdir),
-        "tuner": {"name": tuner, **({"classArgs": TUNERS[tuner]} if TUNERS[tuner] else {})},
+        "tuner": tuner_config(tuner),
         "trainingService": {"platform": "local", "useActiveGpu": False},
     }
     if max_trials is not None:

@@ -301,11 +301,13 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
 
 
 def _tuner(name: Any, exp_id: str) -> dict[str, Any]:
-    from .config import TUNERS
+    from .config import tuner_config
 
-    if name not in TUNERS:
-        raise ExperimentError(f"experiment {exp_id} names no tuner funcapprox offers ({name!r}); it cannot be resumed")
-    return {"name": name, **({"classArgs": TUNERS[name]} if TUNERS[name] else {})}
+    try:
+        return tuner_config(name)
+    except ConfigError:
+        raise ExperimentError(f"experiment {exp_id} names no tuner funcapprox offers ({name!r}); "
+                              "it cannot be resumed") from None
 
 
 def record_orphans_cancelled(folder: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from ..artifacts import write_json
 from ..config import TrainConfig, parameter_name, params_to_settings, searchable_names
 from ..errors import ConfigError, ExperimentError
-from ..nni.config import TUNERS, experiment_config, to_yaml, trial_command
+from ..nni.config import experiment_config, to_yaml, trial_command, tuner_config
 from ..nni.store import load_experiment
 from ..results import Experiment, RunMeta, experiment_ids, read_meta, write_meta
 from .space import default_space_path, grid_size, load_space, normalize_space
@@ -141,8 +141,7 @@ def plan_stage(
     if stage == "nonarch" and "arch" in space:
         raise ConfigError(f"stage nonarch fixes the network at {{16,16,16}}, but {path} searches hidden sizes")
     fixed = {k: v for k, v in fixed.items() if k not in searched}  # the tuner decides those
-    if limits.get("tuner", "GridSearch") not in TUNERS:
-        raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {limits['tuner']!r}")
+    tuner_config(limits.get("tuner", "GridSearch"))  # an unknown tuner is refused before anything is written
     if limits.get("max_trials") is None and limits.get("max_duration") is None:
         if grid_size(space) is None:
             raise ConfigError(f"{path} has continuous parameters: give --max-trials or --max-duration")

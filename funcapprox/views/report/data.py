@@ -8,14 +8,13 @@ data carries them (tick labels, value groups, legend entries).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ...artifacts import load_model
-from ...config import ACTIVATIONS, HIDDEN_KEYS, LOSSES, OPTIMIZERS, field_names, parameter_name, params_to_settings
-from ...errors import ConfigError, FuncApproxError
+from ...config import ACTIVATIONS, HIDDEN_KEYS, LOSSES, OPTIMIZERS, parameter_name
+from ...errors import FuncApproxError
 from ...results import Experiment, TrialRecord, TrialState
 from ..pareto import pareto_front, smallest_within
 
@@ -41,26 +40,7 @@ class Param(NamedTuple):
 
 
 def searched_settings(experiment: Experiment) -> list[str]:
-    """The configuration fields the tuner chose: those not fixed for the stage.
-
-    A field added to TrainConfig after the experiment ran is missing from its fixed
-    settings too; it counts only if some trial received it or the trials differ in it.
-    """
-    fixed = experiment.meta.fixed
-    received: set[str] = set()
-    for t in experiment.trials:
-        try:
-            received |= set(params_to_settings(t.nni_params))
-        except ConfigError:
-            pass
-    names = []
-    for name in field_names():
-        if name == "func" or name in fixed:
-            continue
-        seen = {json.dumps(t.params.get(name), sort_keys=True) for t in experiment.trials}
-        if name in received or len(seen) > 1:
-            names.append(name)
-    return names
+    return experiment.searched()
 
 
 def _setting(name: str) -> Callable[[TrialRecord], Any]:
