@@ -60,8 +60,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--func", type=_choice(("square", "quadratic", "oscillator")), default=DEFAULTS.func,
-              show_default=True, help="Target function on [0, 1] (quadratic = square).")
+@click.option("--func", default=DEFAULTS.func, show_default=True,
+              help="square, oscillator (quadratic = square), or an expression in x such as 'sin(6*x)*exp(-x)'.")
+@click.option("--domain", default="0,1", show_default=True, metavar="LO,HI", help="The x the function is learned on.")
 @click.option("--hidden", type=HiddenSizes(), default=",".join(map(str, DEFAULTS.hidden)), show_default=True,
               help="1-3 hidden layer sizes; a 0 ends the stack (64,0,0 is one layer).")
 @click.option("--act", type=_choice(ACTIVATIONS), default=DEFAULTS.act, show_default=True)
@@ -86,17 +87,20 @@ def cli() -> None:
               help="Run folder [default: runs/FUNC-TIMESTAMP]; one that holds files needs --force.")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (the whole folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
-def train(func, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init, lr_schedule, output_act,
-          out, force, as_json):
+def train(func, domain, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init, lr_schedule,
+          output_act, out, force, as_json):
     """Train one configuration and plot the fit.
 
     Example: funcapprox train --func oscillator --hidden 64,0,0 --act LeakyReLU --lr 0.005 --loss SmoothL1Loss
+
+    Or your own function: funcapprox train --func "sin(6*x)*exp(-x)" --domain 0,2
     """
     from .artifacts import check_run_dest
     from .runs import default_run_dir, run_training
 
     config = _library_call(
-        TrainConfig, func=func, hidden=hidden, act=act, optimizer=optimizer, lr=lr, loss=loss, epochs=epochs,
+        TrainConfig, func=func, domain=domain, hidden=hidden, act=act, optimizer=optimizer, lr=lr, loss=loss,
+        epochs=epochs,
         samples=samples, batch=batch, seed=seed, seeds=seeds, init=init, lr_schedule=lr_schedule,
         output_act=output_act,
     )
@@ -129,7 +133,8 @@ SEED_KEYS = ("seeds", "metric_spread", "max_error_worst", "max_error_best", "med
 
 def _describe(config: TrainConfig) -> str:
     seeds = f"seeds {config.seed}-{config.seed + config.seeds - 1}" if config.seeds > 1 else f"seed {config.seed}"
-    return (f"{config.func} {config.arch} {config.act} {config.optimizer} lr={config.lr:g} {config.loss}, "
+    on = "" if config.domain == (0.0, 1.0) else f" on [{config.domain[0]:g}, {config.domain[1]:g}]"
+    return (f"{config.func}{on} {config.arch} {config.act} {config.optimizer} lr={config.lr:g} {config.loss}, "
             f"{config.epochs} epochs, {seeds}")
 
 

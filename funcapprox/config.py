@@ -19,6 +19,8 @@ LOSSES = ("SmoothL1Loss", "MSELoss")
 INITS = ("spread", "default")  # spread: first-layer kinks tiled over [0, 1] (model.spread_init); default: PyTorch's
 LR_SCHEDULES = ("cosine", "constant")  # cosine: from lr down to 0 over the run
 DEFAULT_EPOCHS = {"square": 250, "oscillator": 1000}  # the study's budgets
+EXPRESSION_EPOCHS = 1000  # a formula of the user's: the oscillator's budget
+DEFAULT_DOMAIN = (0.0, 1.0)
 MAX_LAYERS = 3
 MAX_WIDTH = 4096  # far above the study's 256; stops a typo from eating the machine's memory
 MAX_EPOCHS = 1_000_000
@@ -39,9 +41,24 @@ def _canonical(value: Any, names: tuple[str, ...], what: str) -> str:
 
 
 def canonical_function(value: Any) -> str:
+    """A built-in's name, or the normalised text of an expression in x (funcapprox.expression)."""
     if isinstance(value, str) and value.strip().lower() in FUNCTION_ALIASES:
         return FUNCTION_ALIASES[value.strip().lower()]
-    return _canonical(value, FUNCTIONS, "func")
+    if not isinstance(value, str) or (value.strip().isidentifier() and value.strip() not in ("x", "pi", "e")):
+        try:
+            return _canonical(value, FUNCTIONS, "func")
+        except ConfigError as exc:  # a lone name that is not a built-in ("cubic")
+            raise ConfigError(f"{exc} (or an expression in x, like sin(6*x))") from None
+    from .expression import parse_expression  # numpy, only for a formula
+
+    try:
+        return parse_expression(value).text
+    except ConfigError as exc:
+        raise ConfigError(f"func {value.strip()[:60]!r}: {exc}") from None
+
+
+def is_builtin(func: str) -> bool:
+    return func in FUNCTIONS
 
 
 def parse_hidden(value: Any) -> tuple[int, ...]:
@@ -80,6 +97,14 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
     return active
 
 
+def _domain(value: Any) -> tuple[float, float]:
+    if value == DEFAULT_DOMAIN or value == list(DEFAULT_DOMAIN):
+        return DEFAULT_DOMAIN  # the built-ins' number-for-number path needs no numpy
+    from .expression import parse_domain
+
+    return parse_domain(value)
+
+
 def _int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
@@ -116,6 +141,7 @@ class TrainConfig:
     # init="default" with lr_schedule="constant" is the study's trainer.
     init: str = "spread"
     lr_schedule: str = "cosine"
+    domain: tuple[float, float] = DEFAULT_DOMAIN  # the x the function is learned on (mapped to [0, 1] inside)
 
     def __post_init__(self) -> None:
         func = canonical_function(self.func)
@@ -128,7 +154,12 @@ class TrainConfig:
         set_(self, "init", _canonical(self.init, INITS, "init"))
         set_(self, "lr_schedule", _canonical(self.lr_schedule, LR_SCHEDULES, "lr_schedule"))
         set_(self, "lr", _positive_float("lr", self.lr))
-        epochs = DEFAULT_EPOCHS[func] if self.epochs is None else self.epochs
+        set_(self, "domain", _domain(self.domain))
+        if not is_builtin(func):
+            from .expression import check_finite, parse_expression
+
+            check_finite(parse_expression(func), self.domain)
+        epochs = DEFAULT_EPOCHS.get(func, EXPRESSION_EPOCHS) if self.epochs is None else self.epochs
         set_(self, "epochs", _int("epochs", epochs, 1, MAX_EPOCHS))
         _int("samples", self.samples, 1, MAX_SAMPLES)
         _int("batch", self.batch, 1, MAX_SAMPLES)
@@ -159,7 +190,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in field_names()}
         data["hidden"] = list(self.hidden)
+        data["domain"] = list(self.domain)
         return data
+
+    @property
+    def label(self) -> str:
+        """The function in a few safe characters, for file names and titles: square, or sin-6-x-…"""
+        if is_builtin(self.func) and self.domain == DEFAULT_DOMAIN:
+            return self.func
+        slug = "-".join(re.findall(r"[A-Za-z0-9.]+", self.func))[:40].strip("-.") or "f"
+        return slug if self.domain == DEFAULT_DOMAIN else f"{slug}-on-{self.domain[0]:g}-{self.domain[1]:g}"
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes`; epochs stay as resolved, even when func changes."""
@@ -258,7 +298,7 @@ def parameter_name(setting: str) -> str:
 
 def searchable_names() -> tuple[str, ...]:
     """Names a search space may use: the study's, and configuration fields except func."""
-    fields = [f for f in field_names() if f not in ("func", "hidden")]
+    fields = [f for f in field_names() if f not in ("func", "hidden", "domain")]
     return (*ALIASES, *HIDDEN_KEYS, *fields)
 
 

@@ -13,10 +13,10 @@ from .views.figures import save_fit_plot
 
 
 def default_run_dir(config: TrainConfig, root: Path = Path("runs"), now: float | None = None) -> Path:
-    """A new, empty folder `root/<func>-<YYYYmmdd-HHMMSS>` (at `now`, default the current time), claimed for
+    """A new, empty folder `root/<function label>-<YYYYmmdd-HHMMSS>` (at `now`, default the current time), claimed for
     this run: a run started in the same second gets `…-2`, then `…-3`."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return claim_folder(Path(root), f"{config.func}-{stamp}")
+    return claim_folder(Path(root), f"{config.label}-{stamp}")
 
 
 def run_training(

@@ -1,4 +1,10 @@
-"""The target functions on [0, 1], vectorised, plus PyTorch datasets of them."""
+"""The target functions, vectorised, plus PyTorch datasets of them.
+
+The network always sees x in [0, 1] and y of order one: a function on another domain, or
+with another range of values (a formula of the user's), is mapped in (Target), so the
+defaults (spread init, the learning rates) work on any of them; every figure a user sees
+is mapped back into the function's own units. The built-ins on [0, 1] are not mapped at all.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from .config import canonical_function
+from .config import DEFAULT_DOMAIN, canonical_function, is_builtin
+
+FINE_POINTS = 1001  # train.FINE_POINTS: where the range of y is measured for the scaling
 
 
 def _oscillator_knots() -> list[float]:
@@ -39,8 +47,52 @@ def oscillator(x: torch.Tensor) -> torch.Tensor:
 TARGETS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"square": square, "oscillator": oscillator}
 
 
-def target(func: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    return TARGETS[canonical_function(func)]
+class Target:
+    """A function on its domain as the network learns it: u in [0, 1] stands for
+    x = lo + (hi - lo) u, and y for (y - offset) / scale (its range mapped onto [0, 1])."""
+
+    def __init__(self, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN) -> None:
+        self.func, self.domain = canonical_function(func), tuple(domain)
+        self.identity = is_builtin(self.func) and self.domain == DEFAULT_DOMAIN
+        self.expression = None
+        if not is_builtin(self.func):
+            from .expression import parse_expression
+
+            self.expression = parse_expression(self.func)
+        self.offset, self.scale = 0.0, 1.0
+        if not self.identity:
+            values = self.values(self.x(torch.linspace(0, 1, FINE_POINTS, dtype=torch.float64)))
+            low, high = float(values.min()), float(values.max())
+            self.offset, self.scale = low, (high - low if high > low else 1.0)
+
+    def x(self, u: torch.Tensor) -> torch.Tensor:
+        """The function's own x for the network's u."""
+        if self.identity:
+            return u
+        low, high = self.domain
+        return low + (high - low) * u
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """y at the function's own x, in its own units, as x's dtype."""
+        if self.expression is None:
+            return TARGETS[self.func](x)
+        return torch.from_numpy(self.expression.evaluate(x.detach().double().numpy())).to(x.dtype)
+
+    def unit(self, u: torch.Tensor) -> torch.Tensor:
+        """What the network learns at u: y mapped onto [0, 1]."""
+        if self.identity:
+            return TARGETS[self.func](u)
+        return ((self.values(self.x(u.double())) - self.offset) / self.scale).to(u.dtype)
+
+    def own(self, y_unit: torch.Tensor) -> torch.Tensor:
+        """The network's output back in the function's units."""
+        return y_unit if self.identity else y_unit * self.scale + self.offset
+
+
+def target(func: str, domain: tuple[float, float] = DEFAULT_DOMAIN) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What a network learns of `func` on `domain`, as a function of u in [0, 1] (Target.unit)."""
+    f = Target(func, domain)
+    return TARGETS[f.func] if f.identity else f.unit
 
 
 def reference(func: str, x: float) -> float:
@@ -58,12 +110,13 @@ def grid(points: int) -> torch.Tensor:
 
 
 class FunctionSamples(Dataset):
-    """`n` uniform random x in [0, 1] and their targets; items are (x, y) of shape (1, 1)."""
+    """`n` uniform random x on the domain and their values; items are (x, y) of shape (1, 1)."""
 
-    def __init__(self, func: str, n: int = 1000, seed: int = 12) -> None:
+    def __init__(self, func: str, n: int = 1000, seed: int = 12, domain: tuple[float, float] = DEFAULT_DOMAIN) -> None:
         generator = torch.Generator().manual_seed(seed)
-        self.x = torch.rand(n, 1, 1, generator=generator)
-        self.y = target(func)(self.x)
+        f = Target(func, domain)
+        u = torch.rand(n, 1, 1, generator=generator)
+        self.x, self.y = f.x(u), f.values(f.x(u))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -75,9 +128,10 @@ class FunctionSamples(Dataset):
 class FunctionGrid(Dataset):
     """The fixed evaluation grid, both ends included; items are (x, y) of shape (1, 1)."""
 
-    def __init__(self, func: str, points: int = 101) -> None:
-        self.x = grid(points).unsqueeze(1)
-        self.y = target(func)(self.x)
+    def __init__(self, func: str, points: int = 101, domain: tuple[float, float] = DEFAULT_DOMAIN) -> None:
+        f = Target(func, domain)
+        self.x = f.x(grid(points).unsqueeze(1))
+        self.y = f.values(self.x)
 
     def __len__(self) -> int:
         return len(self.x)

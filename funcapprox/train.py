@@ -9,10 +9,10 @@ from typing import Callable
 
 import torch
 
-from .config import TrainConfig
+from .config import DEFAULT_DOMAIN, TrainConfig
 from .engine import FlatMLP, make_optimizer
 from .model import MLP, build_model
-from .targets import grid, target
+from .targets import Target, grid
 
 EVAL_EVERY = 5  # epochs between evaluations, as in the study
 FINAL_WINDOW = 5  # the final metric is the minimum of this many last evaluations
@@ -119,9 +119,11 @@ def _median_evaluation(evaluations: list[Evaluation]) -> Evaluation:
 class Evaluator:
     """Scores networks against their target on the fixed grids."""
 
-    def __init__(self, func: str) -> None:
+    def __init__(self, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN) -> None:
+        self.target = Target(func, domain)
         self.x = grid(FINE_POINTS)
-        self.truth = target(func)(self.x)
+        self.truth = self.target.unit(self.x)
+        self.scale = self.target.scale  # errors are measured on [0, 1], reported in the function's units
         self.stride = (FINE_POINTS - 1) // (METRIC_POINTS - 1)  # metric grid = every 10th fine point
 
     @torch.no_grad()
@@ -136,10 +138,13 @@ class Evaluator:
         rms = error[:: self.stride].square().mean().sqrt().item()
         abs_error = error.abs()
         worst = int(abs_error.argmax())
+        max_error, where = abs_error[worst].item(), self.x[worst]
+        if not self.target.identity:
+            rms, max_error, where = rms * self.scale, max_error * self.scale, self.target.x(where.double())
         metric = -math.log10(rms) if rms > 0 else math.inf
         if not math.isfinite(rms):
             metric = math.nan
-        return Evaluation(epoch, metric, rms, abs_error[worst].item(), self.x[worst].item())
+        return Evaluation(epoch, metric, rms, max_error, where.item())
 
 
 def train(
@@ -162,10 +167,10 @@ def train(
     data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]
     net = FlatMLP(models, config.loss)  # several seeds: one batched step for all of them
     optimizer = make_optimizer(config.optimizer, net.params, config.lr)
-    evaluate = Evaluator(config.func)
+    evaluate = Evaluator(config.func, config.domain)
     result = TrainResult(config, models, [[] for _ in seeds])
 
-    f = target(config.func)
+    f = evaluate.target.unit
     total_steps = config.epochs * math.ceil(config.samples / config.batch)
     start = time.perf_counter()
     with torch.inference_mode():  # no autograd bookkeeping: the backward pass is written out

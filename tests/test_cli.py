@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -110,7 +111,7 @@ def test_default_out_is_under_runs_in_the_working_directory(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--func", "cubic"], "Invalid value for '--func': 'cubic' is not one of"),
+        (["--func", "cubic"], "func must be one of square, oscillator, not 'cubic' (or an expression in x"),
         (["--act", "Gelu"], "Invalid value for '--act': 'Gelu' is not one of"),
         (["--optimizer", "AdamW"], "Invalid value for '--optimizer': 'AdamW' is not one of"),
         (["--loss", "L1Loss"], "Invalid value for '--loss': 'L1Loss' is not one of"),
@@ -467,3 +468,36 @@ def test_a_search_space_over_1_mib_is_refused(tmp_path):
     assert result.exit_code == 2, result.output
     assert _one_error_line(result) == (
         f"Error: search space {big} is {big.stat().st_size} bytes, over the limit of 1 MiB for a search-space file")
+
+
+# --- --func as a formula in x, --domain -----------------------------------------------------------
+
+
+def test_train_takes_a_formula_and_a_domain(tmp_path):
+    result = invoke("train", "--func", "sin(6*x) * exp(-x)", "--domain", "0,2", "--hidden", "8", "--epochs", "10",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent.name == "runs" and run_dir.name.startswith("sin-6-x-exp-x-on-0-2-")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["func"] == "sin(6 * x) * exp(-x)" and config["domain"] == [0.0, 2.0]
+    assert 0 <= summary["max_error_x"] <= 2 and (run_dir / "fit.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--func", "__import__('os').system('touch pwned')"], "cannot be called at column 1"),
+    (["--func", "().__class__"], "func '().__class__'"),
+    (["--func", "y + 1"], "unknown name 'y'"),
+    (["--func", "sin("], "at column"),
+    (["--func", "log(x)"], "log(x) is not finite at x = 0 on the domain [0, 1]"),
+    (["--func", "1/(x-0.5)"], "is not finite at x = 0.5"),
+    (["--func", "cubic"], "func must be one of square, oscillator, not 'cubic' (or an expression in x"),
+    (["--domain", "2,1"], "--domain takes LO,HI with LO < HI"),
+    (["--domain", "nan,1"], "--domain takes LO,HI"),
+])
+def test_a_bad_formula_or_domain_is_one_line_and_exit_2(tmp_path, args, words):
+    result = invoke("train", "--hidden", "8", "--epochs", "5", *args)
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "runs").exists()  # nothing was started

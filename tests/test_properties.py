@@ -61,6 +61,7 @@ from funcapprox.config import (
     settings_to_params,
 )
 from funcapprox.errors import ConfigError, FuncApproxError
+from funcapprox.expression import parse_expression
 from funcapprox.nni.config import trial_command
 from funcapprox.nni.trial import resolve
 from funcapprox.results import check_id, experiment_ids, resolve_id
@@ -118,6 +119,9 @@ def valid_value(setting: str, canonical: bool = False) -> st.SearchStrategy:
         return st.lists(st.integers(1, MAX_WIDTH), min_size=1, max_size=MAX_LAYERS)
     if setting == "lr":
         return st.floats(min_value=0, exclude_min=True, allow_infinity=False)
+    if setting == "domain":
+        ends = st.floats(-1e12, 1e12, allow_nan=False).filter(lambda v: v == v)
+        return st.tuples(ends, ends).filter(lambda d: d[0] < d[1]).map(lambda d: (float(d[0]), float(d[1])))
     assert setting == "output_act", setting
     return st.booleans()
 
@@ -149,6 +153,9 @@ def configs(draw) -> TrainConfig:
         settings_ |= {"seeds": max(1, settings_["seeds"] // 2), "samples": max(1, settings_["samples"] // 2),
                       "batch": max(1, settings_["batch"] // 2), "hidden": [max(1, s // 2) for s in settings_["hidden"]]}
     return TrainConfig(**settings_)
+
+
+SEARCHABLE_FIELDS = [f for f in field_names() if f not in ("func", "domain")]  # a function is not searched
 
 
 def too_big(settings_: dict) -> bool:
@@ -186,7 +193,12 @@ def alone(setting: str, value) -> TrainConfig:
 
 def assert_valid_config(config: TrainConfig) -> None:
     for name, names in NAMES.items():
+        if name == "func" and config.func not in names:  # a formula: kept as its own normalised text
+            assert parse_expression(config.func).text == config.func
+            continue
         assert getattr(config, name) in names
+    low, high = config.domain
+    assert type(low) is float and type(high) is float and low < high
     assert isinstance(config.hidden, tuple) and 1 <= len(config.hidden) <= MAX_LAYERS
     assert all(type(s) is int and 1 <= s <= MAX_WIDTH for s in config.hidden)
     assert type(config.lr) is float and math.isfinite(config.lr) and config.lr > 0
@@ -404,7 +416,7 @@ def test_hidden_sizes_option_type_gives_sizes_or_a_one_line_usage_error(text):
 
 TRAIN_OPTIONS = {"--func": "func", "--hidden": "hidden", "--act": "act", "--optimizer": "optimizer", "--lr": "lr",
                  "--loss": "loss", "--epochs": "epochs", "--samples": "samples", "--batch": "batch", "--seed": "seed",
-                 "--seeds": "seeds", "--init": "init", "--lr-schedule": "lr_schedule"}
+                 "--seeds": "seeds", "--init": "init", "--lr-schedule": "lr_schedule", "--domain": "domain"}
 OPTION_TEXT = st.one_of(
     st.text(max_size=12),
     st.integers().map(str),
@@ -417,7 +429,8 @@ OPTION_TEXT = st.one_of(
 def option_value(option: str) -> st.SearchStrategy[str]:
     setting = TRAIN_OPTIONS[option]
     valid = valid_value(setting).map(
-        lambda v: ",".join(map(str, v)) if isinstance(v, list) else repr(v) if isinstance(v, float) else str(v))
+        lambda v: ",".join(map(repr if isinstance(v, tuple) else str, v)) if isinstance(v, (list, tuple))
+        else repr(v) if isinstance(v, float) else str(v))
     return valid | OPTION_TEXT
 
 
@@ -444,7 +457,8 @@ def test_train_options_reach_the_config_exactly(config):
                f"--optimizer={config.optimizer}", f"--lr={config.lr!r}", f"--loss={config.loss}",
                f"--epochs={config.epochs}", f"--samples={config.samples}", f"--batch={config.batch}",
                f"--seed={config.seed}", f"--seeds={config.seeds}", f"--init={config.init}",
-               f"--lr-schedule={config.lr_schedule}", *(["--output-act"] if config.output_act else [])]
+               f"--lr-schedule={config.lr_schedule}", f"--domain={config.domain[0]!r},{config.domain[1]!r}",
+               *(["--output-act"] if config.output_act else [])]
     with no_training() as built:
         invoke(["train", *options])
     assert built == [config]
@@ -678,7 +692,7 @@ def searched_settings(config: TrainConfig, names: list[str]) -> dict:
 
 
 @PROPERTY
-@given(configs(), st.lists(st.sampled_from([f for f in field_names() if f != "func"]), unique=True), st.booleans())
+@given(configs(), st.lists(st.sampled_from(SEARCHABLE_FIELDS), unique=True), st.booleans())
 def test_settings_and_nni_parameters_round_trip(config, names, nested):
     settings_ = searched_settings(config, names)
     params = settings_to_params(settings_)
@@ -808,7 +822,7 @@ def test_set_pairs_give_valid_settings_or_a_clear_error(pairs):
 
 
 @PROPERTY
-@given(configs(), st.lists(st.sampled_from([f for f in field_names() if f != "func"]), unique=True, min_size=1))
+@given(configs(), st.lists(st.sampled_from(SEARCHABLE_FIELDS), unique=True, min_size=1))
 def test_set_pairs_round_trip(config, names):
     if {"batch", "samples"} & set(names):  # --set is checked against the defaults: give both or neither
         names = [*{*names, "batch", "samples"}]

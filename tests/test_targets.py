@@ -136,3 +136,25 @@ def test_datasets_work_in_a_dataloader(dataset):
     assert [tuple(y.shape) for _, y in batches] == [(16, 1, 1)] * 3 + [(2, 1, 1)]
     assert torch.equal(torch.cat([x for x, _ in batches]), dataset.x)
     assert torch.equal(torch.cat([y for _, y in batches]), dataset.y)
+
+
+# --- functions of the user's, on domains of their own ---------------------------------------------
+
+
+def test_a_target_maps_its_domain_onto_0_1_and_its_range_too():
+    from funcapprox.targets import Target
+
+    f = Target("x**2", (-3.0, 5.0))
+    u = torch.linspace(0, 1, 1001, dtype=torch.float64).unsqueeze(1)
+    assert f.x(u)[0].item() == -3.0 and f.x(u)[-1].item() == 5.0
+    assert f.unit(u).min().item() == pytest.approx(0, abs=1e-12) and f.unit(u).max().item() == pytest.approx(1)
+    assert torch.allclose(f.own(f.unit(u)), f.x(u) ** 2)
+    assert not f.identity and (f.offset, f.scale) == pytest.approx((0.0, 25.0))
+
+
+def test_datasets_of_a_formula_are_in_its_own_units():
+    samples = FunctionSamples("sin(6*x)", n=50, domain=(1.0, 3.0))
+    assert ((samples.x >= 1) & (samples.x <= 3)).all()
+    assert torch.allclose(samples.y, torch.sin(6 * samples.x.double()).float())
+    points = FunctionGrid("sin(6*x)", points=11, domain=(1.0, 3.0))
+    assert points.x[0].item() == 1.0 and points.x[-1].item() == pytest.approx(3.0)

@@ -212,3 +212,53 @@ def test_cosine_schedule():
     assert lr_at("cosine", 0.02, 0.5) == pytest.approx(0.01)
     assert lr_at("cosine", 0.02, 0.999) < 1e-6
     assert lr_at("constant", 0.02, 0.7) == 0.02
+
+
+# --- a function of the user's: its own domain and units ----------------------------------------------
+
+
+def _own_units(result: TrainResult) -> tuple[float, float, float]:
+    """rms (on every 10th of the 1001 points), max error and where, worked out here in the function's units."""
+    import numpy as np
+
+    from funcapprox.expression import parse_expression
+    from funcapprox.targets import Target
+
+    config = result.config
+    low, high = config.domain
+    x = np.linspace(low, high, 1001)
+    truth = parse_expression(config.func).evaluate(x)
+    f = Target(config.func, config.domain)
+    with torch.no_grad():
+        prediction = f.own(result.model(grid(1001)).double()).squeeze(1).numpy()
+    error = prediction - truth
+    worst = int(np.abs(error).argmax())
+    return float(np.sqrt(np.mean(error[::10] ** 2))), float(abs(error[worst])), float(x[worst])
+
+
+@pytest.mark.parametrize("func, domain", [("sin(6*x)*exp(-x)", (0.0, 1.0)), ("x**2", (-3.0, 5.0))])
+def test_a_formula_trains_and_reports_in_its_own_units(func, domain):
+    result = train(TrainConfig(func=func, domain=domain, hidden=(16,), act="Tanh", lr=0.01, epochs=300))
+    rms, max_error, where = _own_units(result)
+    last = result.last
+    assert last.rms == pytest.approx(rms, rel=1e-4) and last.max_error == pytest.approx(max_error, rel=1e-4)
+    assert last.max_error_x == pytest.approx(where, abs=1e-6) and domain[0] <= where <= domain[1]
+    assert last.metric == pytest.approx(-math.log10(rms), rel=1e-4)  # the study's metric, in the function's units
+    assert max_error < 0.05 * (25 if func == "x**2" else 1)  # it learned the function, not a constant
+
+
+def test_the_range_of_y_does_not_change_what_the_network_learns():
+    """The output is scaled: 100·f trains like f, its errors 100 times as large, its metric 2 lower."""
+    small, large = (train(TrainConfig(func=f, hidden=(12,), act="Tanh", lr=0.02, epochs=200))
+                    for f in ("sin(6*x)", "100 * sin(6*x)"))
+    assert large.last.max_error == pytest.approx(100 * small.last.max_error, rel=0.02)
+    assert large.last.rms == pytest.approx(100 * small.last.rms, rel=0.02)
+    assert large.last.metric == pytest.approx(small.last.metric - 2, abs=0.01)
+
+
+def test_the_built_ins_are_not_mapped(tiny_config):
+    from funcapprox.targets import Target
+
+    f = Target(tiny_config.func)
+    u = grid(11)
+    assert f.identity and f.x(u) is u and f.own(u) is u and torch.equal(f.unit(u), target(tiny_config.func)(u))

@@ -34,23 +34,25 @@ class FitData(NamedTuple):
 
 
 def fit_data(model, config: TrainConfig) -> FitData:
-    """The network and its target on the fine evaluation grid."""
+    """The network and its target on the fine evaluation grid, in the function's own units."""
     import torch
 
-    from ..targets import grid, target
+    from ..targets import Target, grid
     from ..train import FINE_POINTS
 
-    x = grid(FINE_POINTS)
+    f = Target(config.func, config.domain)
+    u = grid(FINE_POINTS)
     with torch.no_grad():
-        prediction = model(x).squeeze(1).numpy().astype(float)
-    truth = target(config.func)(x).squeeze(1).numpy().astype(float)
+        prediction = f.own(model(u).double()).squeeze(1).numpy().astype(float)
+    x = f.x(u.double()).squeeze(1).numpy().astype(float)
+    truth = f.unit(u).squeeze(1).numpy().astype(float) if f.identity else f.values(torch.from_numpy(x)).numpy()
     abs_error = np.abs(prediction - truth)
     worst = int(abs_error.argmax())
     title = (
         f"{config.func}: {config.arch} {config.act}, {config.n_params} parameters — "
-        f"max error {abs_error[worst]:.4f} at x = {x[worst].item():.3f}"
+        f"max error {abs_error[worst]:.4f} at x = {x[worst]:.3f}"
     )
-    return FitData(x.squeeze(1).numpy(), truth, prediction, float(abs_error[worst]), float(x[worst]), title)
+    return FitData(x, truth, prediction, float(abs_error[worst]), float(x[worst]), title)
 
 
 def draw_fit(data: FitData) -> Figure:
