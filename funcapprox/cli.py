@@ -131,11 +131,16 @@ def train(func, domain, hidden, act, optimizer, lr, loss, epochs, samples, batch
 SEED_KEYS = ("seeds", "metric_spread", "max_error_worst", "max_error_best", "median_seed")
 
 
+def _function(func: str, domain) -> str:
+    """The function as the user gave it, with its domain when that is not [0, 1]."""
+    low, high = domain
+    return func if (low, high) == (0.0, 1.0) else f"{func} on [{low:g}, {high:g}]"
+
+
 def _describe(config: TrainConfig) -> str:
     seeds = f"seeds {config.seed}-{config.seed + config.seeds - 1}" if config.seeds > 1 else f"seed {config.seed}"
-    on = "" if config.domain == (0.0, 1.0) else f" on [{config.domain[0]:g}, {config.domain[1]:g}]"
-    return (f"{config.func}{on} {config.arch} {config.act} {config.optimizer} lr={config.lr:g} {config.loss}, "
-            f"{config.epochs} epochs, {seeds}")
+    return (f"{_function(config.func, config.domain)} {config.arch} {config.act} {config.optimizer} "
+            f"lr={config.lr:g} {config.loss}, {config.epochs} epochs, {seeds}")
 
 
 def _progress_printer(epochs: int):
@@ -182,8 +187,9 @@ experiment_option = click.option(
 @cli.command()
 @click.option("--stage", type=click.Choice(("nonarch", "arch", "all")), default="all", show_default=True,
               help="nonarch: activation, lr, optimizer, loss on {16,16,16}; arch: hidden sizes; all: both in turn.")
-@click.option("--func", type=_choice(("square", "quadratic", "oscillator")), default=DEFAULTS.func,
-              show_default=True)
+@click.option("--func", default=DEFAULTS.func, show_default=True,
+              help="square, oscillator, or an expression in x such as 'sin(6*x)*exp(-x)'.")
+@click.option("--domain", default="0,1", show_default=True, metavar="LO,HI", help="The x the function is learned on.")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Another NNI search-space JSON for the same parameters [default: search_spaces/STAGE.json].")
 @click.option("--set", "set_pairs", multiple=True, metavar="NAME=VALUE",
@@ -211,9 +217,9 @@ experiment_option = click.option(
 @click.option("--resume", "resume_id", metavar="EXP_ID",
               help="Continue a stopped or interrupted experiment: run only what it has not run yet.")
 @click.pass_context
-def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials, max_duration,
-           max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, platform, machines_file,
-           resume_id):
+def search(ctx, stage, func, domain, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials,
+           max_duration, max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, platform,
+           machines_file, resume_id):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
 
     Example: funcapprox search --stage all --func oscillator
@@ -241,14 +247,16 @@ def search(ctx, stage, func, space_file, set_pairs, from_experiment, tuner, conc
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
     if dry_run:
-        plan = _library_call(plan_stage, "nonarch" if stage == "all" else stage, func, workdir, space_file=space_file,
+        plan = _library_call(plan_stage, "nonarch" if stage == "all" else stage, func, workdir, domain=domain,
+                             space_file=space_file,
                              set_values=set_values, from_experiment=from_experiment, epochs=epochs,
                              machines_file=machines_file, **limits)
         _dry_run(plan)
         if stage == "all":
             click.echo("(stage arch would take its fixed settings from this stage's best trial)")
         return
-    _search_call(run_search, stage, func, workdir, limits=limits, set_values=set_values, space_file=space_file,
+    _search_call(run_search, stage, func, workdir, limits=limits, domain=domain, set_values=set_values,
+                 space_file=space_file,
                  from_experiment=from_experiment, epochs=epochs, machines_file=machines_file, follow=not no_wait,
                  keep_ui=keep_ui, listener=_listener(keep_ui))
 
@@ -283,7 +291,7 @@ def _listener(keep_ui: bool):
             click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
         where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
         trials = plan.max_trials or "up to " + str(plan.max_duration)
-        click.echo(f"stage {plan.stage} for {plan.func}: {trials} trials, {plan.tuner}, "
+        click.echo(f"stage {plan.stage} for {_function(plan.func, plan.domain)}: {trials} trials, {plan.tuner}, "
                    f"concurrency {plan.concurrency}{where}")
 
     def on_outcome(outcome) -> None:
@@ -308,7 +316,7 @@ def _listener(keep_ui: bool):
 def _dry_run(plan) -> None:
     from .search.plan import dry_run
 
-    folder = plan.workdir / ".dry-run" / f"{plan.func}-{plan.stage}"
+    folder = plan.workdir / ".dry-run" / f"{plan.label}-{plan.stage}"
     config_file = _library_call(dry_run, plan, folder)
     click.echo(f"# {config_file} (validated by NNI's ExperimentConfig)")
     click.echo(config_file.read_text())

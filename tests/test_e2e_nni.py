@@ -168,3 +168,29 @@ def test_sigterm_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path)
     assert 1 <= len(experiment.succeeded()) < 8
     results = funcapprox("results", "--experiment", exp_id, "--format", "json", workdir=workdir)
     assert results.returncode == 0 and any(r["status"] == "SUCCEEDED" for r in json.loads(results.stdout))
+
+
+def test_a_search_on_a_formula_hands_off_to_stage_2_of_the_same_function_and_reads_back(workdir, tmp_path):
+    """Your own function through a real NNI search: both stages, results, plot, report."""
+    func, nonarch = "sin(6*x)*exp(-x)", write_space(tmp_path / "nonarch.json", SMALL_NONARCH)
+    stage1 = funcapprox("search", "--stage", "nonarch", "--func", func, "--domain", "0,2", "--space", str(nonarch),
+                        "--epochs", "10", workdir=workdir)
+    assert stage1.returncode == 0, stage1.stderr + stage1.stdout
+    assert "stage nonarch for sin(6 * x) * exp(-x) on [0, 2]" in stage1.stdout
+    other = funcapprox("search", "--stage", "arch", "--func", func, "--dry-run", workdir=workdir)  # another domain
+    assert other.returncode == 2 and "no finished nonarch experiment for sin(6 * x) * exp(-x):" in other.stderr
+    arch = write_space(tmp_path / "arch.json", {"hidden_size_1": {"_type": "choice", "_value": [4, 8]}})
+    stage2 = funcapprox("search", "--stage", "arch", "--func", func, "--domain", "0,2", "--space", str(arch),
+                        "--epochs", "10", workdir=workdir)
+    assert stage2.returncode == 0, stage2.stderr + stage2.stdout
+    first, second = experiment_ids(workdir)
+    assert read_meta(workdir / second).from_experiment == first
+    listed = funcapprox("results", "--experiment", second, "--format", "json", workdir=workdir)
+    trials = json.loads(listed.stdout)
+    assert len(trials) == 2 and all(t["status"] == "SUCCEEDED" for t in trials)
+    assert {(t["params"]["func"], tuple(t["params"]["domain"])) for t in trials} == {("sin(6 * x) * exp(-x)", (0, 2))}
+    plot = funcapprox("plot", "--trial", "best", "--experiment", second, "--out", str(tmp_path / "best.png"),
+                      workdir=workdir)
+    assert plot.returncode == 0 and (tmp_path / "best.png").stat().st_size > 0, plot.stderr
+    report = funcapprox("report", "--experiment", second, "--out", str(tmp_path / "report.html"), workdir=workdir)
+    assert report.returncode == 0 and "sin(6 * x) * exp(-x)" in (tmp_path / "report.html").read_text()

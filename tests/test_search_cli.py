@@ -572,7 +572,7 @@ def test_plan_stage_arch_from_the_recorded_experiment(workdir):
     assert plan.from_experiment == RECORDED_ID
     best = TrainConfig(func="square", act="Sigmoid", optimizer="SGD", lr=0.01, loss="MSELoss", epochs=10,
                        init="default", lr_schedule="constant")
-    assert plan.handoff == {k: v for k, v in best.to_dict().items() if k not in ("hidden", "func", "seed")}
+    assert plan.handoff == {k: v for k, v in best.to_dict().items() if k not in ("hidden", "func", "domain", "seed")}
     assert "hidden" not in plan.fixed and plan.fixed["func"] == "square"
     assert plan.grid_size == 126 and plan.max_trials == 126
 

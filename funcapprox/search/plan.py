@@ -4,6 +4,7 @@ limits and the files NNI reads. Starts nothing (search/run.py does).
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import write_json
-from ..config import TrainConfig, parameter_name, params_to_settings, searchable_names
+from ..config import DEFAULT_DOMAIN, TrainConfig, parameter_name, params_to_settings, searchable_names
 from ..errors import ConfigError, ExperimentError
 from ..nni.config import experiment_config, to_yaml, trial_command, tuner_config
 from ..nni.store import load_experiment
@@ -26,7 +27,7 @@ NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
 MIN_FREE_BYTES = 64 * 2**20
 
 # Settings stage 2 takes over from stage 1's best trial: everything but the network.
-HANDOFF_EXCLUDE = ("hidden", "func", "seed")
+HANDOFF_EXCLUDE = ("hidden", "func", "domain", "seed")
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,30 @@ class StagePlan:
         return self.fixed["func"]
 
     @property
+    def domain(self) -> tuple[float, float]:
+        return tuple(self.fixed.get("domain", DEFAULT_DOMAIN))
+
+    @property
+    def label(self) -> str:
+        """The function in a few safe characters (TrainConfig.label), for folder names."""
+        return TrainConfig(func=self.func, domain=self.domain).label
+
+    @property
     def name(self) -> str:
-        return f"funcapprox {self.func} {self.stage}"
+        return f"funcapprox {self.label} {self.stage}"
 
     @property
     def grid_size(self) -> int | None:
         return grid_size(self.space)
 
 
-def latest_finished(workdir: Path, stage: str, func: str) -> Experiment | None:
-    """The newest experiment of `stage` for `func` with at least one succeeded trial."""
+def latest_finished(workdir: Path, stage: str, func: str,
+                    domain: tuple[float, float] = DEFAULT_DOMAIN) -> Experiment | None:
+    """The newest experiment of `stage` for the same function (`func` on `domain`) with a succeeded trial."""
     for exp_id in reversed(experiment_ids(workdir)):
         meta = read_meta(workdir / exp_id)
-        if meta.stage != stage or meta.func != func:
+        same = meta.func == func and tuple(meta.fixed.get("domain", DEFAULT_DOMAIN)) == tuple(domain)
+        if meta.stage != stage or not same:
             continue
         experiment = load_experiment(workdir, exp_id)
         if experiment.succeeded():
@@ -96,13 +108,15 @@ def plan_stage(
     set_values: dict[str, Any] | None = None,
     from_experiment: str | None = None,
     epochs: int | None = None,
+    domain: Any = DEFAULT_DOMAIN,
     machines_file: Path | None = None,
     next_stage: dict[str, Any] | None = None,
     **limits: Any,
 ) -> StagePlan:
     """Build and check a stage: its fixed settings, its space, its limits, its machines. Starts nothing."""
     set_values = dict(set_values or {})
-    fixed: dict[str, Any] = {"func": TrainConfig(func=func).func}
+    function = TrainConfig(func=func, domain=domain)
+    fixed: dict[str, Any] = {"func": function.func, "domain": list(function.domain)}
     handoff: dict[str, Any] = {}
     source_id = None
     if stage == "nonarch":
@@ -115,12 +129,16 @@ def plan_stage(
             handoff = handoff_from(source)
             source_id = source.id
         elif not any(k in set_values for k in ("act", "lr", "optimizer", "loss")):
-            source = latest_finished(workdir, "nonarch", fixed["func"])
+            source = latest_finished(workdir, "nonarch", function.func, function.domain)
             if source is None:
+                low, high = function.domain
+                on, option = ("", "") if function.domain == DEFAULT_DOMAIN else \
+                    (f" on [{low:g}, {high:g}]", f" --domain {low:g},{high:g}")
                 raise ConfigError(
                     f"stage arch needs stage 1's best settings, and {workdir} has no finished nonarch "
-                    f"experiment for {fixed['func']}: run `funcapprox search --stage nonarch --func {fixed['func']}` "
-                    "first, or give them with --set act_func=… --set learning_rate=… --set optimizer=… --set loss=…"
+                    f"experiment for {function.func}{on}: run `funcapprox search --stage nonarch --func "
+                    f"{shlex.quote(function.func)}{option}` first, or give them with --set act_func=… "
+                    "--set learning_rate=… --set optimizer=… --set loss=…"
                 )
             handoff = handoff_from(source)
             source_id = source.id

@@ -225,7 +225,7 @@ def _tell(callback: Callable | None, *args) -> None:
         callback(*args)
 
 
-def search(stage: str, func: str, workdir: Path, *, limits: dict, set_values: dict | None = None,
+def search(stage: str, func: str, workdir: Path, *, limits: dict, domain=(0.0, 1.0), set_values: dict | None = None,
            space_file: Path | None = None, from_experiment: str | None = None, epochs: int | None = None,
            machines_file: Path | None = None, follow: bool = True, keep_ui: bool = False,
            listener: Listener = Listener()) -> list[StageOutcome]:
@@ -237,7 +237,7 @@ def search(stage: str, func: str, workdir: Path, *, limits: dict, set_values: di
             next_stage = {"stage": "arch", "set_values": set_values, "epochs": epochs,
                           "limits": {k: v for k, v in limits.items() if k != "port"},
                           "machines_file": str(machines_file) if machines_file else None}
-        plan = plan_stage(name, func, workdir, space_file=space_file, set_values=set_values,
+        plan = plan_stage(name, func, workdir, domain=domain, space_file=space_file, set_values=set_values,
                           from_experiment=from_experiment, epochs=epochs, machines_file=machines_file,
                           next_stage=next_stage, **limits)
         outcomes.append(_run_planned(plan, follow, keep_ui, listener))
@@ -262,6 +262,7 @@ def resume_search(workdir: Path, exp_id: str, *, port: int | None = None, keep_u
                                 f"`funcapprox search --resume {stage2[-1]}`")
     elif isinstance(then, dict) and experiment.succeeded():  # stage 1 of `--stage all`: go on with stage 2
         plan = plan_stage(then["stage"], experiment.func, workdir, from_experiment=experiment.id,
+                          domain=experiment.meta.fixed.get("domain", (0.0, 1.0)),
                           set_values=then.get("set_values"), epochs=then.get("epochs"),
                           machines_file=then.get("machines_file"), **then.get("limits", {}), port=port)
         done.append(_run_planned(plan, True, keep_ui, listener))
