@@ -32,7 +32,7 @@ from funcapprox.expression import (
 )
 
 # As in tests/test_properties.py: deadline=None, and no .hypothesis folder beside the tests.
-PROPERTY = settings(deadline=None, max_examples=60, database=None,
+PROPERTY = settings(deadline=None, max_examples=60, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 GRID = np.linspace(-3, 3, 601)
 

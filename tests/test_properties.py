@@ -69,7 +69,9 @@ from funcapprox.search.space import NNI_TYPES, all_architectures, check_space, g
 
 # deadline=None: the first example of a CLI property imports torch and matplotlib.
 # database=None: the properties write nothing beside the tests (no .hypothesis folder).
-PROPERTY = settings(deadline=None, max_examples=60, database=None,
+# derandomize=True: the same examples on every run, so a run never fails on a new draw (explore by hand
+# with derandomize off).
+PROPERTY = settings(deadline=None, max_examples=60, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 CLI_PROPERTY = settings(PROPERTY, max_examples=25)
 MAX_SEED = 2**63 - 1 - MAX_SEEDS
@@ -828,6 +830,10 @@ def test_set_pairs_round_trip(config, names):
         names = [*{*names, "batch", "samples"}]
     settings_ = searched_settings(config, names)
     pairs = [f"{k}={json.dumps(v)}" for k, v in settings_to_params(settings_).items()]
+    if too_big({"func": "square", **settings_}):  # --set is checked with the defaults for the rest
+        with pytest.raises(ConfigError, match="memory"):
+            parse_set_values(pairs)
+        return
     assert parse_set_values(pairs) == settings_
 
 
