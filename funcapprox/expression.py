@@ -1,6 +1,6 @@
 """A function of x typed by the user, like "sin(6*x)": parsed into a small tree, evaluated with numpy.
 
-Not yet taken by `--func` (issue 11 wires it in); the parser and evaluator stand on their own.
+`--func` takes it (config.canonical_function); the parser and evaluator stand on their own.
 
 Allowed, and nothing else:
 - numbers: int and float literals up to 1e15 in size (no complex, no True/None/strings);
