@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from helpers.properties import PROPERTY
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from funcapprox.errors import ConfigError, FuncApproxError
@@ -31,9 +32,6 @@ from funcapprox.expression import (
     parse_expression,
 )
 
-# As in tests/test_properties.py: deadline=None, and no .hypothesis folder beside the tests.
-PROPERTY = settings(deadline=None, max_examples=60, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 GRID = np.linspace(-3, 3, 601)
 
 

@@ -27,8 +27,9 @@ from unittest import mock
 import click
 import pytest
 from click.testing import CliRunner
+from helpers.properties import CLI_PROPERTY, PROPERTY
 from helpers.recorded import RECORDED_ID, copy_recorded
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import funcapprox
@@ -67,13 +68,6 @@ from funcapprox.nni.trial import resolve
 from funcapprox.results import check_id, experiment_ids, resolve_id
 from funcapprox.search.space import NNI_TYPES, all_architectures, check_space, grid_size, load_space, normalize_space
 
-# deadline=None: the first example of a CLI property imports torch and matplotlib.
-# database=None: the properties write nothing beside the tests (no .hypothesis folder).
-# derandomize=True: the same examples on every run, so a run never fails on a new draw (explore by hand
-# with derandomize off).
-PROPERTY = settings(deadline=None, max_examples=60, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-CLI_PROPERTY = settings(PROPERTY, max_examples=25)
 MAX_SEED = 2**63 - 1 - MAX_SEEDS
 NAMES = {"func": FUNCTIONS, "act": ACTIVATIONS, "optimizer": OPTIMIZERS, "loss": LOSSES, "init": INITS,
          "lr_schedule": LR_SCHEDULES}

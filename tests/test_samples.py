@@ -8,14 +8,13 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from helpers.properties import PROPERTY
+from hypothesis import given
 from hypothesis import strategies as st
 
 from funcapprox.errors import ConfigError
 from funcapprox.samples import MAX_BYTES, Samples, load_samples, split
 
-PROPERTY = settings(deadline=None, max_examples=60, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 XS = np.linspace(0.0, 2.0, 12)
 YS = np.sin(6 * XS)
 
