@@ -546,4 +546,8 @@ def experiments(stop_id, view_id, port, workdir):
 
 
 def main() -> None:
-    cli(prog_name="funcapprox")
+    try:
+        cli(prog_name="funcapprox")
+    except BrokenPipeError:  # `funcapprox … | head`: the reader left; whatever ran has been stopped
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python exits
+        sys.exit(1)

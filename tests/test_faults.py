@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -276,3 +277,16 @@ def test_a_failure_after_the_manager_started_stops_it(workdir, tmp_path, monkeyp
                                               "it was stopped"):
         run.launch(plan)
     assert not nni_processes(workdir)
+
+
+def test_a_closed_output_pipe_stops_the_experiment(workdir, tmp_path):
+    """`funcapprox search … | head -1`: the reader leaves after one line; the manager must not run on unseen."""
+    space = write_space(tmp_path / "space.json", SIX_RATES)
+    pipeline = (f"set -o pipefail; {shlex.quote(sys.executable)} -m funcapprox search --stage nonarch --func square "
+                f"--space {shlex.quote(str(space))} --epochs 400 | head -1")
+    done = subprocess.run(["bash", "-c", pipeline], env={**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stdout.startswith("stage nonarch for square"), done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    (exp_id,) = experiment_ids(workdir)
+    assert not nni_processes(workdir) and not trial_processes(exp_id) and manager_answers(workdir, exp_id) is None

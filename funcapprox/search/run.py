@@ -59,6 +59,9 @@ def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: 
         _stop_and_keep(launched, workdir, "ERROR", machines)
         raise type(exc)(f"{exc}; once the cause is fixed, continue it with "
                         f"`funcapprox search --resume {launched.id}`") from None
+    except BaseException:  # anything else (the output's pipe closed, a bug): never leave the manager running
+        _stop_and_keep(launched, workdir, "ERROR", machines)
+        raise
 
 
 def _stop_and_keep(launched: Launched, workdir: Path, status: str, machines) -> None:

@@ -44,8 +44,17 @@ def manager_answers(workdir: Path, exp_id: str) -> str | None:
 
 
 def nni_processes(workdir: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "nni_node/main.js" in line and str(workdir) in line]
+    """Command lines of NNI managers of `workdir`, read from /proc (`ps` cuts long lines when its width
+    is not known, and a manager's command line is long)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "nni_node/main.js" in line and str(workdir) in line:
+            found.append(line)
+    return found
 
 
 def write_space(path: Path, space: dict) -> Path:
