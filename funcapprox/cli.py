@@ -14,7 +14,17 @@ from pathlib import Path
 
 import click
 
-from .config import ACTIVATIONS, DEFAULT_EPOCHS, INITS, LOSSES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, parse_hidden
+from .config import (
+    ACTIVATIONS,
+    DEFAULT_EPOCHS,
+    INITS,
+    LOSSES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    TrainConfig,
+    function_text,
+    parse_hidden,
+)
 from .errors import ConfigError, FuncApproxError
 from .nni.config import TUNERS
 
@@ -131,15 +141,9 @@ def train(func, domain, hidden, act, optimizer, lr, loss, epochs, samples, batch
 SEED_KEYS = ("seeds", "metric_spread", "max_error_worst", "max_error_best", "median_seed")
 
 
-def _function(func: str, domain) -> str:
-    """The function as the user gave it, with its domain when that is not [0, 1]."""
-    low, high = domain
-    return func if (low, high) == (0.0, 1.0) else f"{func} on [{low:g}, {high:g}]"
-
-
 def _describe(config: TrainConfig) -> str:
     seeds = f"seeds {config.seed}-{config.seed + config.seeds - 1}" if config.seeds > 1 else f"seed {config.seed}"
-    return (f"{_function(config.func, config.domain)} {config.arch} {config.act} {config.optimizer} "
+    return (f"{function_text(config.func, config.domain)} {config.arch} {config.act} {config.optimizer} "
             f"lr={config.lr:g} {config.loss}, {config.epochs} epochs, {seeds}")
 
 
@@ -291,7 +295,7 @@ def _listener(keep_ui: bool):
             click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
         where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
         trials = plan.max_trials or "up to " + str(plan.max_duration)
-        click.echo(f"stage {plan.stage} for {_function(plan.func, plan.domain)}: {trials} trials, {plan.tuner}, "
+        click.echo(f"stage {plan.stage} for {function_text(plan.func, plan.domain)}: {trials} trials, {plan.tuner}, "
                    f"concurrency {plan.concurrency}{where}")
 
     def on_outcome(outcome) -> None:

@@ -61,6 +61,14 @@ def is_builtin(func: str) -> bool:
     return func in FUNCTIONS
 
 
+def function_text(func: str, domain: Any = DEFAULT_DOMAIN, limit: int | None = None) -> str:
+    """The function as people read it: its name or formula, with its domain when that is not [0, 1],
+    cut to `limit` characters (a table column) with an ellipsis."""
+    low, high = domain
+    text = func if (low, high) == DEFAULT_DOMAIN else f"{func} on [{low:g}, {high:g}]"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_hidden(value: Any) -> tuple[int, ...]:
     """Hidden sizes as the active layers: "64,0,0", [64, 0, 0] and (64,) all give (64,).
 

@@ -329,3 +329,12 @@ def test_the_memory_bound_holds_for_settings_from_files_and_trials():
         resolve({"func": "square", "seeds": 64}, {"hidden_size_1": 4096, "hidden_size_2": 4096})
     with pytest.raises(ConfigError, match="memory"):
         TrainConfig.from_dict({"batch": 1_000_000, "samples": 1_000_000, "hidden": [4096]}, source="config.json")
+
+
+def test_a_function_reads_as_its_name_or_formula_with_its_domain_and_fits_a_column():
+    from funcapprox.config import function_text
+
+    assert function_text("square") == "square" and function_text("square", (0.0, 1.0)) == "square"
+    assert function_text("sin(6 * x)", (0.0, 2.0)) == "sin(6 * x) on [0, 2]"
+    long = function_text("sin(6 * x) * exp(-x) + cos(3 * x) * x ** 2", (-1.5, 2.0), limit=32)
+    assert len(long) == 32 and long.endswith("…") and long.startswith("sin(6 * x) * exp(-x)")

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_DOMAIN, function_text
 from ..errors import ExperimentError
 from ..nni.manager import base_url, claim_port, live_status, restart, stop
 from ..nni.store import load_experiment
@@ -31,7 +32,7 @@ def list_experiments(workdir: Path) -> list[dict[str, Any]]:
         rows.append({
             "id": exp_id,
             "stage": experiment.stage,
-            "func": experiment.func,
+            "func": function_text(experiment.func, experiment.meta.fixed.get("domain", DEFAULT_DOMAIN), limit=32),
             "status": experiment_status(exp_id, experiment.meta),
             "trials": f"{len(done)}/{len(experiment.trials)}",
             "best": best,
