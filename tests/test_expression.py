@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from helpers.audit import audit_events
 from helpers.properties import PROPERTY
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -290,27 +291,17 @@ def test_a_deep_nesting_fails_before_pythons_parser_is_asked(monkeypatch):
 # 4. Properties: any text is an Expression or a ConfigError, and does nothing else
 # =================================================================================================
 
-_events: list[tuple[str, tuple]] | None = None  # (event, args) while recording
 WATCHED = {"open", "import", "exec", "os.system", "os.exec", "os.posix_spawn", "subprocess.Popen", "socket.connect",
            "ctypes.dlopen", "os.listdir", "os.scandir", "shutil.rmtree", "os.remove"}
 
 
-def _audit(event: str, args: tuple) -> None:
-    if _events is not None and event in WATCHED:
-        _events.append((event, args))
-
-
-sys.addaudithook(_audit)  # an audit hook cannot be removed: it records only inside recorded()
-
-
 @contextmanager
 def recorded():
-    global _events
-    _events = []
-    try:
-        yield _events
-    finally:
-        _events = None
+    """The WATCHED events raised inside the block; filled in when the block ends."""
+    seen: list[tuple[str, tuple]] = []
+    with audit_events() as events:
+        yield seen
+    seen.extend((event, args) for event, args in events if event in WATCHED)
 
 
 def test_the_recording_sees_what_it_should():

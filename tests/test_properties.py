@@ -27,6 +27,7 @@ from unittest import mock
 import click
 import pytest
 from click.testing import CliRunner
+from helpers.audit import audit_events
 from helpers.properties import CLI_PROPERTY, PROPERTY
 from helpers.recorded import RECORDED_ID, copy_recorded
 from hypothesis import assume, example, given
@@ -219,20 +220,20 @@ def attempt(fn, *args, **kwargs):
 
 # --- file access: Python's audit events, recorded around a command --------------------------------
 
-_touched: list[tuple[str, str, bool]] | None = None  # (event, path, writes) while recording
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _PATH_EVENTS = {"open", "os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.scandir", "os.symlink", "os.chmod",
                 "sqlite3.connect", "shutil.rmtree", "shutil.copyfile"}
 
 
-def _audit(event: str, args: tuple) -> None:
-    if _touched is None or event not in _PATH_EVENTS or not args:
-        return
+def _touch(event: str, args: tuple) -> tuple[str, str, bool] | None:
+    """A file an audit event reaches, and whether it writes there; None for any other event."""
+    if event not in _PATH_EVENTS or not args:
+        return None
     path = args[0]
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not isinstance(path, (str, os.PathLike)):
-        return  # a file descriptor
+        return None  # a file descriptor
     path = str(path)
     if event == "sqlite3.connect":
         path = path.removeprefix("file:").split("?")[0]
@@ -246,20 +247,16 @@ def _audit(event: str, args: tuple) -> None:
         path = os.path.realpath(path)
     except ValueError:  # a NUL in the path: the call itself will refuse it
         pass
-    _touched.append((event, path, writes))
-
-
-sys.addaudithook(_audit)  # an audit hook cannot be removed: it records only inside files_touched()
+    return event, path, writes
 
 
 @contextmanager
 def files_touched():
-    global _touched
-    _touched = []
-    try:
-        yield _touched
-    finally:
-        _touched = None
+    """The files reached inside the block, as (event, path, writes); filled in when the block ends."""
+    touched: list[tuple[str, str, bool]] = []
+    with audit_events() as events:
+        yield touched
+    touched.extend(t for t in (_touch(event, args) for event, args in events) if t)
 
 
 def assert_only_inside(touched, workdir: Path) -> None:
