@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import TrainConfig
+from .config import TrainConfig, is_data_file
 from .errors import ConfigError, FuncApproxError
 
 CONFIG_FILE = "config.json"
@@ -212,7 +212,7 @@ def save_run(folder: Path, result) -> None:
 
     folder = Path(folder)
     write_json(folder / CONFIG_FILE, result.config.to_dict())
-    write_json(folder / HISTORY_FILE, [asdict(e) for e in result.history])
+    write_json(folder / HISTORY_FILE, [{k: v for k, v in asdict(e).items() if v is not None} for e in result.history])
     write_json(folder / METRICS_FILE, result.summary())
     if result.ok:
         fd, tmp = _temp_beside(folder / WEIGHTS_FILE)
@@ -223,7 +223,40 @@ def save_run(folder: Path, result) -> None:
 
 def load_config(folder: Path) -> TrainConfig:
     path = Path(folder) / CONFIG_FILE
-    return TrainConfig.from_dict(read_json(path), source=str(path))
+    data = read_json(path)
+    return TrainConfig.from_dict(relocate_data(data, folder) if isinstance(data, dict) else data, source=str(path))
+
+
+DATA_COPIES = Path(".trial-code") / "data"  # in a work folder: every experiment's copy of its data file
+
+
+def copy_data_file(config: TrainConfig, workdir: Path) -> Path:
+    """The work folder's copy of `config`'s data file, written once and named by its content, so every trial
+    (local, or on a remote machine, which is sent the trial code folder) and every later command read the very
+    data the search started with, whatever becomes of the user's file."""
+    copy = Path(workdir).resolve() / DATA_COPIES / f"{config.data[:12]}-{os.path.basename(config.func)}"
+    if not copy.is_file():
+        try:
+            data = Path(config.func).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"data file {config.func}: cannot read it: {exc.strerror}") from None
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(copy, data)
+    changed = config.replace(func=str(copy))  # reads the copy: a file changed since it was checked is refused
+    return Path(changed.func)
+
+
+def relocate_data(settings: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Settings whose data file is not where they name it (a trial trained on a remote machine, a moved work
+    folder) pointed at the copy of a work folder above `folder`; the content is checked when it is read."""
+    func = settings.get("func")
+    if not is_data_file(func) or os.path.exists(func):
+        return settings
+    for parent in Path(folder).resolve().parents:
+        copy = parent / DATA_COPIES / os.path.basename(func)
+        if copy.is_file():
+            return {**settings, "func": str(copy)}
+    return settings
 
 
 def load_model(folder: Path, config: TrainConfig):

@@ -17,6 +17,7 @@ import click
 from .config import (
     ACTIVATIONS,
     DEFAULT_EPOCHS,
+    DEFAULT_HOLDOUT,
     INITS,
     LOSSES,
     LR_SCHEDULES,
@@ -69,10 +70,19 @@ def cli() -> None:
     """Find the best hyper-parameters and the smallest network that approximates a function."""
 
 
+holdout_option = click.option(
+    "--holdout", type=float, default=None,
+    help=f"A data file: the share of its points held out for the metric and the max error [default: "
+         f"{DEFAULT_HOLDOUT}].")
+
+
 @cli.command()
 @click.option("--func", default=DEFAULTS.func, show_default=True,
-              help="square, oscillator (quadratic = square), or an expression in x such as 'sin(6*x)*exp(-x)'.")
-@click.option("--domain", default="0,1", show_default=True, metavar="LO,HI", help="The x the function is learned on.")
+              help="square, oscillator (quadratic = square), an expression in x such as 'sin(6*x)*exp(-x)', "
+                   "or a data file of points x,y (.csv, .txt, .npy, .npz).")
+@click.option("--domain", default="0,1", show_default=True, metavar="LO,HI",
+              help="The x the function is learned on (a data file's is its range of x).")
+@holdout_option
 @click.option("--hidden", type=HiddenSizes(), default=",".join(map(str, DEFAULTS.hidden)), show_default=True,
               help="1-3 hidden layer sizes; a 0 ends the stack (64,0,0 is one layer).")
 @click.option("--act", type=_choice(ACTIVATIONS), default=DEFAULTS.act, show_default=True)
@@ -83,7 +93,7 @@ def cli() -> None:
               help=f"Epochs [default: {DEFAULT_EPOCHS['square']} for square, {DEFAULT_EPOCHS['oscillator']} "
                    "for oscillator].")
 @click.option("--samples", type=int, default=DEFAULTS.samples, show_default=True,
-              help="Fresh random samples per epoch.")
+              help="Fresh random samples per epoch (a data file: an epoch is one pass over its training points).")
 @click.option("--batch", type=int, default=DEFAULTS.batch, show_default=True, help="Mini-batch size.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--seeds", type=int, default=DEFAULTS.seeds, show_default=True,
@@ -97,22 +107,23 @@ def cli() -> None:
               help="Run folder [default: runs/FUNC-TIMESTAMP]; one that holds files needs --force.")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (the whole folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
-def train(func, domain, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init, lr_schedule,
-          output_act, out, force, as_json):
+def train(func, domain, holdout, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init,
+          lr_schedule, output_act, out, force, as_json):
     """Train one configuration and plot the fit.
 
     Example: funcapprox train --func oscillator --hidden 64,0,0 --act LeakyReLU --lr 0.005 --loss SmoothL1Loss
 
     Or your own function: funcapprox train --func "sin(6*x)*exp(-x)" --domain 0,2
+
+    Or your measurements: funcapprox train --func measurements.csv
     """
     from .artifacts import check_run_dest
     from .runs import default_run_dir, run_training
 
     config = _library_call(
-        TrainConfig, func=func, domain=domain, hidden=hidden, act=act, optimizer=optimizer, lr=lr, loss=loss,
-        epochs=epochs,
-        samples=samples, batch=batch, seed=seed, seeds=seeds, init=init, lr_schedule=lr_schedule,
-        output_act=output_act,
+        TrainConfig, func=func, domain=domain, **({} if holdout is None else {"holdout": holdout}), hidden=hidden,
+        act=act, optimizer=optimizer, lr=lr, loss=loss, epochs=epochs, samples=samples, batch=batch, seed=seed,
+        seeds=seeds, init=init, lr_schedule=lr_schedule, output_act=output_act,
     )
     if out is not None:
         _library_call(check_run_dest, out, force)  # refused before the first line of output
@@ -128,7 +139,8 @@ def train(func, domain, hidden, act, optimizer, lr, loss, epochs, samples, batch
         raise
     summary = result.summary()
     if as_json:
-        keys = ("status", "reason", "metric", "rms", "max_error", "max_error_x", "n_params", "seconds", *SEED_KEYS)
+        keys = ("status", "reason", "metric", "rms", "max_error", "max_error_x", "train_rms", "train_max_error",
+                "n_params", "seconds", *SEED_KEYS)
         click.echo(json.dumps({**{k: summary[k] for k in keys if k in summary}, "run_dir": str(folder)}))
     else:
         _print_summary(summary, folder)
@@ -168,8 +180,12 @@ def _print_summary(s: dict, folder: Path) -> None:
     if "seeds" in s:
         click.echo(f"seeds       {s['seeds']}: the median seed ({s['median_seed']}) is shown; metric spread "
                    f"{s['metric_spread']:.4f}, max error from {s['max_error_best']:.6f} to {s['max_error_worst']:.6f}")
-    click.echo(f"rms         {_fmt(s['rms'], '.6f')}")
-    click.echo(f"max error   {_fmt(s['max_error'], '.6f')} at x = {_fmt(s['max_error_x'], '.3f')}")
+    held = " on the held-out points" if "train_rms" in s else ""
+    click.echo(f"rms         {_fmt(s['rms'], '.6f')}{held}")
+    click.echo(f"max error   {_fmt(s['max_error'], '.6f')} at x = {_fmt(s['max_error_x'], '.3f')}{held}")
+    if held:
+        click.echo(f"training    rms {s['train_rms']:.6f}, max error {s['train_max_error']:.6f} on the points "
+                   "it trained on")
     click.echo(f"parameters  {s['n_params']}")
     click.echo(f"time        {s['seconds']:.2f} s ({s['steps']} optimizer steps)")
     click.echo(f"files       {folder}/")
@@ -192,8 +208,11 @@ experiment_option = click.option(
 @click.option("--stage", type=click.Choice(("nonarch", "arch", "all")), default="all", show_default=True,
               help="nonarch: activation, lr, optimizer, loss on {16,16,16}; arch: hidden sizes; all: both in turn.")
 @click.option("--func", default=DEFAULTS.func, show_default=True,
-              help="square, oscillator, or an expression in x such as 'sin(6*x)*exp(-x)'.")
-@click.option("--domain", default="0,1", show_default=True, metavar="LO,HI", help="The x the function is learned on.")
+              help="square, oscillator, an expression in x such as 'sin(6*x)*exp(-x)', or a data file of points "
+                   "x,y (.csv, .txt, .npy, .npz; copied into the work folder).")
+@click.option("--domain", default="0,1", show_default=True, metavar="LO,HI",
+              help="The x the function is learned on (a data file's is its range of x).")
+@holdout_option
 @click.option("--space", "space_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Another NNI search-space JSON for the same parameters [default: search_spaces/STAGE.json].")
 @click.option("--set", "set_pairs", multiple=True, metavar="NAME=VALUE",
@@ -221,7 +240,7 @@ experiment_option = click.option(
 @click.option("--resume", "resume_id", metavar="EXP_ID",
               help="Continue a stopped or interrupted experiment: run only what it has not run yet.")
 @click.pass_context
-def search(ctx, stage, func, domain, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials,
+def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials,
            max_duration, max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, platform,
            machines_file, resume_id):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
@@ -248,6 +267,8 @@ def search(ctx, stage, func, domain, space_file, set_pairs, from_experiment, tun
         raise click.UsageError("--platform remote and --machines FILE go together")
     machines_file = machines_file.resolve() if machines_file is not None else None
     set_values = _library_call(parse_set_values, (*set_pairs, *([f"seeds={seeds}"] if seeds else [])))
+    if holdout is not None:
+        set_values["holdout"] = holdout
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
     if dry_run:

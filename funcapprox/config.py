@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -21,6 +22,9 @@ LR_SCHEDULES = ("cosine", "constant")  # cosine: from lr down to 0 over the run
 DEFAULT_EPOCHS = {"square": 250, "oscillator": 1000}  # the study's budgets
 EXPRESSION_EPOCHS = 1000  # a formula of the user's: the oscillator's budget
 DEFAULT_DOMAIN = (0.0, 1.0)
+DATA_SUFFIXES = (".csv", ".txt", ".npy", ".npz")  # samples.SUFFIXES: a --func ending so names a data file
+DEFAULT_HOLDOUT = 0.2  # the share of a data file's points held out for the metric
+DATA_ONLY = ("holdout", "data")  # settings of a data file alone: not in a function's config.json, never searched
 MAX_LAYERS = 3
 MAX_WIDTH = 4096  # far above the study's 256; stops a typo from eating the machine's memory
 MAX_EPOCHS = 1_000_000
@@ -40,8 +44,15 @@ def _canonical(value: Any, names: tuple[str, ...], what: str) -> str:
     raise ConfigError(f"{what} must be one of {', '.join(names)}, not {value!r}")
 
 
+def is_data_file(func: Any) -> bool:
+    return isinstance(func, str) and func.strip().lower().endswith(DATA_SUFFIXES)
+
+
 def canonical_function(value: Any) -> str:
-    """A built-in's name, or the normalised text of an expression in x (funcapprox.expression)."""
+    """A built-in's name, a data file's absolute path, or the normalised text of an expression in x
+    (funcapprox.expression)."""
+    if is_data_file(value):
+        return os.path.abspath(value.strip())
     if isinstance(value, str) and value.strip().lower() in FUNCTION_ALIASES:
         return FUNCTION_ALIASES[value.strip().lower()]
     if not isinstance(value, str) or (value.strip().isidentifier() and value.strip() not in ("x", "pi", "e")):
@@ -61,11 +72,20 @@ def is_builtin(func: str) -> bool:
     return func in FUNCTIONS
 
 
+def data_name(func: str) -> str:
+    """A data file as people know it: its file name, without the content address of the experiment's copy."""
+    name = os.path.basename(func)
+    return re.sub(r"^[0-9a-f]{12}-", "", name) if "/.trial-code/data/" in func.replace(os.sep, "/") else name
+
+
 def function_text(func: str, domain: Any = DEFAULT_DOMAIN, limit: int | None = None) -> str:
-    """The function as people read it: its name or formula, with its domain when that is not [0, 1],
-    cut to `limit` characters (a table column) with an ellipsis."""
+    """The function as people read it: its name, formula or data file, with its domain when that is not [0, 1]
+    (a data file's is its range of x), cut to `limit` characters (a table column) with an ellipsis."""
     low, high = domain
-    text = func if (low, high) == DEFAULT_DOMAIN else f"{func} on [{low:g}, {high:g}]"
+    if is_data_file(func):
+        text = data_name(func)
+    else:
+        text = func if (low, high) == DEFAULT_DOMAIN else f"{func} on [{low:g}, {high:g}]"
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -150,6 +170,10 @@ class TrainConfig:
     init: str = "spread"
     lr_schedule: str = "cosine"
     domain: tuple[float, float] = DEFAULT_DOMAIN  # the x the function is learned on (mapped to [0, 1] inside)
+    # A data file only: the share of its points held out for the metric, and the sha256 of its bytes (filled in
+    # when the file is read; given, as a run's saved config gives it, the file must still hold that data).
+    holdout: float = DEFAULT_HOLDOUT
+    data: str | None = None
 
     def __post_init__(self) -> None:
         func = canonical_function(self.func)
@@ -163,7 +187,11 @@ class TrainConfig:
         set_(self, "lr_schedule", _canonical(self.lr_schedule, LR_SCHEDULES, "lr_schedule"))
         set_(self, "lr", _positive_float("lr", self.lr))
         set_(self, "domain", _domain(self.domain))
-        if not is_builtin(func):
+        if is_data_file(func):
+            self._read_data()
+        elif self.data is not None or self.holdout != DEFAULT_HOLDOUT:
+            raise ConfigError("holdout and data apply to a data file only (--func FILE.csv, .txt, .npy or .npz)")
+        elif not is_builtin(func):
             from .expression import check_finite, parse_expression
 
             check_finite(parse_expression(func), self.domain)
@@ -178,6 +206,25 @@ class TrainConfig:
         if not isinstance(self.output_act, bool):
             raise ConfigError(f"output_act must be true or false, not {self.output_act!r}")
         check_memory(self)
+
+    def _read_data(self) -> None:
+        from .samples import check_holdout, load_cached
+
+        samples = load_cached(self.func)
+        if self.data is not None and self.data != samples.digest:
+            raise ConfigError(f"data file {self.func} no longer holds the data this run used (its sha256 was "
+                              f"{self.data[:12]}…, is {samples.digest[:12]}…)")
+        if self.domain != DEFAULT_DOMAIN and self.domain != samples.domain:
+            low, high = samples.domain
+            raise ConfigError(f"--domain does not apply to a data file: its domain is its range of x, "
+                              f"[{low:g}, {high:g}]")
+        object.__setattr__(self, "data", samples.digest)
+        object.__setattr__(self, "domain", samples.domain)
+        object.__setattr__(self, "holdout", check_holdout(self.holdout))
+
+    @property
+    def is_data(self) -> bool:
+        return is_data_file(self.func)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "the configuration") -> TrainConfig:
@@ -199,6 +246,9 @@ class TrainConfig:
         data = {name: getattr(self, name) for name in field_names()}
         data["hidden"] = list(self.hidden)
         data["domain"] = list(self.domain)
+        if not self.is_data:  # the built-ins' and formulas' config.json as before
+            for name in DATA_ONLY:
+                del data[name]
         return data
 
     @property
@@ -206,6 +256,8 @@ class TrainConfig:
         """The function in a few safe characters, for file names and titles: square, or sin-6-x-…"""
         if is_builtin(self.func) and self.domain == DEFAULT_DOMAIN:
             return self.func
+        if self.is_data:
+            return "-".join(re.findall(r"[A-Za-z0-9.]+", data_name(self.func)))[:40].strip("-.") or "data"
         slug = "-".join(re.findall(r"[A-Za-z0-9.]+", self.func))[:40].strip("-.") or "f"
         return slug if self.domain == DEFAULT_DOMAIN else f"{slug}-on-{self.domain[0]:g}-{self.domain[1]:g}"
 
@@ -306,7 +358,7 @@ def parameter_name(setting: str) -> str:
 
 def searchable_names() -> tuple[str, ...]:
     """Names a search space may use: the study's, and configuration fields except func."""
-    fields = [f for f in field_names() if f not in ("func", "hidden", "domain")]
+    fields = [f for f in field_names() if f not in ("func", "hidden", "domain", *DATA_ONLY)]
     return (*ALIASES, *HIDDEN_KEYS, *fields)
 
 

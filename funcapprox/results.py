@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json, write_json
+from .artifacts import read_json, relocate_data, write_json
 from .config import TrainConfig, field_names, params_to_settings
 from .errors import ConfigError, ExperimentError, FuncApproxError
 
@@ -280,7 +280,8 @@ def update_meta(workdir: Path, exp_id: str, **changes: Any) -> None:
 def read_meta(folder: Path) -> RunMeta:
     path = folder / META_DIR / META_FILE
     try:
-        return RunMeta.from_dict(read_json(path), str(path))
+        meta = RunMeta.from_dict(read_json(path), str(path))
     except FuncApproxError as exc:
         raise ExperimentError(str(exc)) from None
+    return replace(meta, fixed=relocate_data(meta.fixed, folder)) if isinstance(meta.fixed, dict) else meta
 

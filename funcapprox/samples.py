@@ -1,6 +1,7 @@
 """Measurements a user brings as a data file: points (x, y) read from .csv/.txt, .npy or .npz, with numpy only.
 
-Not yet taken by `--func` (a later issue wires it in); the loader and the split stand on their own.
+`--func FILE` names one (config.is_data_file); the network trains on a seeded part of its points and is
+measured on the rest (split).
 
 Formats, by the file's suffix:
 - .csv / .txt: two comma-separated columns, x then y, one point a line; an optional first line `x,y` (any case,
@@ -54,6 +55,22 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.x)
+
+
+_CACHE: dict[tuple, Samples] = {}  # a configuration is built many times (replace, from_dict): read a file once
+
+
+def load_cached(path: str) -> Samples:
+    """load_samples, read again only when the file changed (its inode, size or modification time)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return load_samples(path)  # which says why in its own words
+    key = (path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key not in _CACHE:
+        _CACHE.clear()  # one file at a time is what a process uses
+        _CACHE[key] = load_samples(path)
+    return _CACHE[key]
 
 
 def _shown(value: object, limit: int = 40) -> str:
@@ -187,6 +204,12 @@ def _from_npz(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return arrays["x"], arrays["y"]
 
 
+def check_holdout(holdout: object) -> float:
+    if isinstance(holdout, bool) or not isinstance(holdout, Real) or not 0 <= holdout <= MAX_HOLDOUT:
+        raise ConfigError(f"--holdout takes a fraction from 0 to {MAX_HOLDOUT}, not {_shown(holdout)}")
+    return float(holdout)
+
+
 def split(samples: Samples, holdout: float = 0.2, seed: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Indices (sorted, int64) of the training and the held-out points: a permutation seeded by seed alone.
 
@@ -194,8 +217,7 @@ def split(samples: Samples, holdout: float = 0.2, seed: int = 12) -> tuple[np.nd
     nothing is held out: the held-out part is empty, and the metric is then computed on the training points.
     The same number of points and the same seed give the same split, whatever the values.
     """
-    if isinstance(holdout, bool) or not isinstance(holdout, Real) or not 0 <= holdout <= MAX_HOLDOUT:
-        raise ConfigError(f"--holdout takes a fraction from 0 to {MAX_HOLDOUT}, not {_shown(holdout)}")
+    check_holdout(holdout)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"the split's seed must be a whole number >= 0, not {_shown(seed)}")
     n = len(samples.x)

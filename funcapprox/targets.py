@@ -13,9 +13,10 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from .config import DEFAULT_DOMAIN, canonical_function, is_builtin
+from .config import DEFAULT_DOMAIN, DEFAULT_HOLDOUT, canonical_function, is_builtin, is_data_file
 
 FINE_POINTS = 1001  # train.FINE_POINTS: where the range of y is measured for the scaling
+SPLIT_SEED = 12  # a data file's held-out points: fixed by the file alone, whatever seed the network trains with
 
 
 def _oscillator_knots() -> list[float]:
@@ -49,21 +50,41 @@ TARGETS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"square": square, 
 
 class Target:
     """A function on its domain as the network learns it: u in [0, 1] stands for
-    x = lo + (hi - lo) u, and y for (y - offset) / scale (its range mapped onto [0, 1])."""
+    x = lo + (hi - lo) u, and y for (y - offset) / scale (its range mapped onto [0, 1]).
 
-    def __init__(self, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN) -> None:
+    A data file's function is known only at its points (`samples`); its domain is their range of x.
+    """
+
+    def __init__(self, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN,
+                 holdout: float = DEFAULT_HOLDOUT) -> None:
         self.func, self.domain = canonical_function(func), tuple(domain)
         self.identity = is_builtin(self.func) and self.domain == DEFAULT_DOMAIN
-        self.expression = None
-        if not is_builtin(self.func):
+        self.expression = self.samples = None
+        if is_data_file(self.func):
+            from .samples import load_cached, split
+
+            self.samples = load_cached(self.func)
+            self.domain = self.samples.domain
+            self.parts = tuple(torch.from_numpy(part) for part in split(self.samples, holdout, SPLIT_SEED))
+            values = torch.tensor(self.samples.y)[self.parts[0]]  # y is scaled by the training points alone
+        elif not is_builtin(self.func):
             from .expression import parse_expression
 
             self.expression = parse_expression(self.func)
         self.offset, self.scale = 0.0, 1.0
         if not self.identity:
-            values = self.values(self.x(torch.linspace(0, 1, FINE_POINTS, dtype=torch.float64)))
+            if self.samples is None:
+                values = self.values(self.x(torch.linspace(0, 1, FINE_POINTS, dtype=torch.float64)))
             low, high = float(values.min()), float(values.max())
             self.offset, self.scale = low, (high - low if high > low else 1.0)
+
+    def points(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """A data file's (u, y mapped) as float32 (n, 1) tensors: the training points, then the held-out ones
+        (none with holdout 0). The held-out points are fixed by the file and the share alone (SPLIT_SEED)."""
+        low, high = self.domain
+        u = (torch.tensor(self.samples.x) - low) / (high - low)
+        y = (torch.tensor(self.samples.y) - self.offset) / self.scale
+        return tuple((u[part].float().unsqueeze(1), y[part].float().unsqueeze(1)) for part in self.parts)
 
     def x(self, u: torch.Tensor) -> torch.Tensor:
         """The function's own x for the network's u."""
@@ -73,7 +94,9 @@ class Target:
         return low + (high - low) * u
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
-        """y at the function's own x, in its own units, as x's dtype."""
+        """y at the function's own x, in its own units, as x's dtype (not for a data file: it has no formula)."""
+        if self.samples is not None:
+            raise TypeError("a data file's function is known only at its points (Target.points)")
         if self.expression is None:
             return TARGETS[self.func](x)
         return torch.from_numpy(self.expression.evaluate(x.detach().double().numpy())).to(x.dtype)

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from .config import DEFAULT_DOMAIN, TrainConfig
+from .config import DEFAULT_DOMAIN, DEFAULT_HOLDOUT, TrainConfig
 from .engine import FlatMLP, make_optimizer
 from .model import MLP, build_model
 from .targets import Target, grid
@@ -27,6 +27,9 @@ class Evaluation:
     rms: float
     max_error: float  # on the fine grid
     max_error_x: float
+    # A data file's: the metric and max error are on its held-out points, these on the points it trained on.
+    train_rms: float | None = None
+    train_max_error: float | None = None
 
 
 @dataclass
@@ -88,6 +91,8 @@ class TrainResult:
             "rms": last.rms if finite else None,
             "max_error": last.max_error if finite else None,
             "max_error_x": last.max_error_x if finite else None,
+            **({"train_rms": last.train_rms, "train_max_error": last.train_max_error}
+               if finite and last.train_rms is not None else {}),
             "n_params": self.config.n_params,
             "epochs": last.epoch if last else 0,
             "steps": self.steps,
@@ -112,19 +117,33 @@ def _median_evaluation(evaluations: list[Evaluation]) -> Evaluation:
 
     by_metric = sorted(evaluations, key=lambda e: e.metric if math.isfinite(e.metric) else -math.inf)
     middle = by_metric[(len(by_metric) - 1) // 2]
+    train = [e for e in evaluations if e.train_rms is not None]
     return Evaluation(middle.epoch, middle.metric, median([e.rms for e in evaluations]),
-                      median([e.max_error for e in evaluations]), middle.max_error_x)
+                      median([e.max_error for e in evaluations]), middle.max_error_x,
+                      median([e.train_rms for e in train]) if train else None,
+                      median([e.train_max_error for e in train]) if train else None)
 
 
 class Evaluator:
-    """Scores networks against their target on the fixed grids."""
+    """Scores networks against their target: a function on the fixed grids (the metric on every 10th
+    point of the fine grid, the max error on all of it); a data file on its held-out points, and on the
+    points it trains on for the training error (all of them when nothing is held out)."""
 
-    def __init__(self, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN) -> None:
-        self.target = Target(func, domain)
-        self.x = grid(FINE_POINTS)
-        self.truth = self.target.unit(self.x)
+    def __init__(self, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN,
+                 holdout: float = DEFAULT_HOLDOUT) -> None:
+        self.target = Target(func, domain, holdout)
         self.scale = self.target.scale  # errors are measured on [0, 1], reported in the function's units
-        self.stride = (FINE_POINTS - 1) // (METRIC_POINTS - 1)  # metric grid = every 10th fine point
+        self.train_points = 0  # a data file's points after the held-out ones in self.x
+        if self.target.samples is None:
+            self.x = grid(FINE_POINTS)
+            self.truth = self.target.unit(self.x)
+            self.stride = (FINE_POINTS - 1) // (METRIC_POINTS - 1)  # metric grid = every 10th fine point
+        else:
+            (train_x, train_y), (held_x, held_y) = self.target.points()
+            if not len(held_x):
+                held_x, held_y = train_x, train_y
+            self.x, self.truth = torch.cat([held_x, train_x]), torch.cat([held_y, train_y])
+            self.train_points, self.stride = len(train_x), 1
 
     @torch.no_grad()
     def __call__(self, forward: Callable[[torch.Tensor], torch.Tensor], epoch: int,
@@ -132,9 +151,12 @@ class Evaluator:
         """One Evaluation per replica (a single network: replicas = 1)."""
         x = self.x if replicas == 1 else self.x.expand(replicas, -1, -1)
         errors = (forward(x) - self.truth).reshape(replicas, -1, 1)
-        return [self._score(error, epoch) for error in errors]
+        if not self.train_points:
+            return [self._score(error, epoch) for error in errors]
+        held = len(self.x) - self.train_points
+        return [self._score(error[:held], epoch, error[held:]) for error in errors]
 
-    def _score(self, error: torch.Tensor, epoch: int) -> Evaluation:
+    def _score(self, error: torch.Tensor, epoch: int, train_error: torch.Tensor | None = None) -> Evaluation:
         rms = error[:: self.stride].square().mean().sqrt().item()
         abs_error = error.abs()
         worst = int(abs_error.argmax())
@@ -144,7 +166,11 @@ class Evaluator:
         metric = -math.log10(rms) if rms > 0 else math.inf
         if not math.isfinite(rms):
             metric = math.nan
-        return Evaluation(epoch, metric, rms, max_error, where.item())
+        if train_error is None:
+            return Evaluation(epoch, metric, rms, max_error, where.item())
+        train_rms = train_error.square().mean().sqrt().item() * self.scale
+        return Evaluation(epoch, metric, rms, max_error, where.item(), train_rms,
+                          train_error.abs().max().item() * self.scale)
 
 
 def train(
@@ -167,16 +193,17 @@ def train(
     data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]
     net = FlatMLP(models, config.loss)  # several seeds: one batched step for all of them
     optimizer = make_optimizer(config.optimizer, net.params, config.lr)
-    evaluate = Evaluator(config.func, config.domain)
+    evaluate = Evaluator(config.func, config.domain, config.holdout)
     result = TrainResult(config, models, [[] for _ in seeds])
 
-    f = evaluate.target.unit
-    total_steps = config.epochs * math.ceil(config.samples / config.batch)
+    epoch_data = _EpochData(config, evaluate.target, data_rngs)
+    samples, batch = epoch_data.samples, min(config.batch, epoch_data.samples)
+    total_steps = config.epochs * math.ceil(samples / batch)
     start = time.perf_counter()
     with torch.inference_mode():  # no autograd bookkeeping: the backward pass is written out
         for epoch in range(1, config.epochs + 1):
-            x = _draw(data_rngs, config.samples)  # a fresh epoch per seed, drawn at once
-            for xb, yb in zip(x.split(config.batch, dim=-2), f(x).split(config.batch, dim=-2)):
+            x, y = epoch_data()
+            for xb, yb in zip(x.split(batch, dim=-2), y.split(batch, dim=-2)):
                 if config.lr_schedule != "constant":
                     optimizer.lr = lr_at(config.lr_schedule, config.lr, result.steps / total_steps)
                 net.backward(xb, yb)
@@ -206,6 +233,25 @@ def lr_at(schedule: str, base: float, progress: float) -> float:
     if schedule == "cosine":  # from base down to 0 at the end of the run
         return 0.5 * base * (1.0 + math.cos(math.pi * progress))
     return base
+
+
+class _EpochData:
+    """An epoch's inputs and targets, (samples, 1) for one seed, (seeds, samples, 1) for several: fresh uniform x
+    for a function, a shuffled pass over a data file's training points; each seed from its own generator."""
+
+    def __init__(self, config: TrainConfig, target: Target, rngs: list[torch.Generator]) -> None:
+        self.rngs, self.f = rngs, target.unit
+        self.points = target.points()[0] if target.samples is not None else None
+        self.samples = len(self.points[0]) if self.points is not None else config.samples
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.points is None:
+            x = _draw(self.rngs, self.samples)  # a fresh epoch per seed, drawn at once
+            return x, self.f(x)
+        orders = [torch.randperm(self.samples, generator=rng) for rng in self.rngs]
+        order = orders[0] if len(orders) == 1 else torch.stack(orders)
+        return self.points[0][order], self.points[1][order]
+
 
 
 def _draw(rngs: list[torch.Generator], samples: int) -> torch.Tensor:

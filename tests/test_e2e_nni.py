@@ -170,6 +170,54 @@ def test_sigterm_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path)
     assert results.returncode == 0 and any(r["status"] == "SUCCEEDED" for r in json.loads(results.stdout))
 
 
+def test_a_search_on_a_data_file_reads_the_experiments_copy_and_hands_off_by_content(workdir, tmp_path):
+    """Measurements through a real NNI search: the file is copied into the work folder, so results, plot, report
+    and stage 2 read the very same data after the user's file has changed; a changed file is another function."""
+    from helpers.files import write_measurements
+
+    from funcapprox.samples import load_samples
+
+    data = write_measurements(tmp_path / "measurements.csv")
+    digest = load_samples(data).digest
+    nonarch = write_space(tmp_path / "nonarch.json", SMALL_NONARCH)
+    stage1 = funcapprox("search", "--stage", "nonarch", "--func", str(data), "--space", str(nonarch),
+                        "--epochs", "10", workdir=workdir)
+    assert stage1.returncode == 0, stage1.stderr + stage1.stdout
+    assert "stage nonarch for measurements.csv" in stage1.stdout
+    (copy,) = (workdir / ".trial-code" / "data").iterdir()
+    assert copy.name == f"{digest[:12]}-measurements.csv" and copy.read_bytes() == data.read_bytes()
+    write_measurements(data, seed=1)  # the user's file changes: stage 1 is not its stage 1
+    other = funcapprox("search", "--stage", "arch", "--func", str(data), "--dry-run", workdir=workdir)
+    assert other.returncode == 2 and "no finished nonarch experiment for measurements.csv (this data)" in other.stderr
+    write_measurements(data)  # the same content again
+    arch = write_space(tmp_path / "arch.json", {"hidden_size_1": {"_type": "choice", "_value": [4, 8]}})
+    stage2 = funcapprox("search", "--stage", "arch", "--func", str(data), "--space", str(arch), "--epochs", "10",
+                        workdir=workdir)
+    assert stage2.returncode == 0, stage2.stderr + stage2.stdout
+    first, second = experiment_ids(workdir)
+    assert read_meta(workdir / second).from_experiment == first
+    data.unlink()  # every later command reads the experiment's copy
+    listed = funcapprox("results", "--experiment", second, "--format", "json", workdir=workdir)
+    trials = json.loads(listed.stdout)
+    assert len(trials) == 2 and all(t["status"] == "SUCCEEDED" for t in trials)
+    assert {(t["params"]["func"], t["params"]["data"]) for t in trials} == {(str(copy), digest)}
+    table = funcapprox("experiments", workdir=workdir)
+    assert table.stdout.count(" measurements.csv ") == 2
+    plot = funcapprox("plot", "--trial", "best", "--experiment", second, "--out", str(tmp_path / "best.png"),
+                      workdir=workdir)
+    assert plot.returncode == 0 and (tmp_path / "best.png").stat().st_size > 0, plot.stderr
+    report = funcapprox("report", "--experiment", second, "--out", str(tmp_path / "report.html"), workdir=workdir)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert f"measurements.csv (20% of its points held out; sha256 {digest[:12]}" in page
+    moved = tmp_path / "moved"
+    workdir.rename(moved)  # a moved work folder still finds its copy
+    again = funcapprox("plot", "--trial", "best", "--experiment", second, "--out", str(tmp_path / "again.png"),
+                       workdir=moved)
+    assert again.returncode == 0, again.stderr
+    moved.rename(workdir)
+
+
 def test_a_search_on_a_formula_hands_off_to_stage_2_of_the_same_function_and_reads_back(workdir, tmp_path):
     """Your own function through a real NNI search: both stages, results, plot, report."""
     func, nonarch = "sin(6*x)*exp(-x)", write_space(tmp_path / "nonarch.json", SMALL_NONARCH)

@@ -40,6 +40,8 @@ from funcapprox.config import (
     ACTIVATIONS,
     ALIASES,
     ARCH_KEY,
+    DATA_ONLY,
+    DEFAULT_HOLDOUT,
     FUNCTION_ALIASES,
     FUNCTIONS,
     HIDDEN_KEYS,
@@ -119,6 +121,10 @@ def valid_value(setting: str, canonical: bool = False) -> st.SearchStrategy:
     if setting == "domain":
         ends = st.floats(-1e12, 1e12, allow_nan=False).filter(lambda v: v == v)
         return st.tuples(ends, ends).filter(lambda d: d[0] < d[1]).map(lambda d: (float(d[0]), float(d[1])))
+    if setting == "holdout":  # a data file's alone (tests/test_data_func.py): a function takes only the default
+        return st.just(DEFAULT_HOLDOUT)
+    if setting == "data":
+        return st.none()
     assert setting == "output_act", setting
     return st.booleans()
 
@@ -152,7 +158,7 @@ def configs(draw) -> TrainConfig:
     return TrainConfig(**settings_)
 
 
-SEARCHABLE_FIELDS = [f for f in field_names() if f not in ("func", "domain")]  # a function is not searched
+SEARCHABLE_FIELDS = [f for f in field_names() if f not in ("func", "domain", *DATA_ONLY)]  # nor is a function
 
 
 def too_big(settings_: dict) -> bool:

@@ -13,8 +13,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import write_json
-from ..config import DEFAULT_DOMAIN, TrainConfig, parameter_name, params_to_settings, searchable_names
+from ..artifacts import copy_data_file, write_json
+from ..config import (
+    DEFAULT_DOMAIN,
+    DEFAULT_HOLDOUT,
+    TrainConfig,
+    function_text,
+    is_data_file,
+    parameter_name,
+    params_to_settings,
+    searchable_names,
+)
 from ..errors import ConfigError, ExperimentError
 from ..nni.config import experiment_config, to_yaml, trial_command, tuner_config
 from ..nni.store import load_experiment
@@ -27,7 +36,7 @@ NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
 MIN_FREE_BYTES = 64 * 2**20
 
 # Settings stage 2 takes over from stage 1's best trial: everything but the network.
-HANDOFF_EXCLUDE = ("hidden", "func", "domain", "seed")
+HANDOFF_EXCLUDE = ("hidden", "func", "domain", "seed", "holdout", "data")
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class StagePlan:
     @property
     def label(self) -> str:
         """The function in a few safe characters (TrainConfig.label), for folder names."""
-        return TrainConfig(func=self.func, domain=self.domain).label
+        return TrainConfig(func=self.func, domain=self.domain, holdout=self.fixed.get("holdout", DEFAULT_HOLDOUT)).label
 
     @property
     def name(self) -> str:
@@ -79,12 +88,14 @@ class StagePlan:
         return grid_size(self.space)
 
 
-def latest_finished(workdir: Path, stage: str, func: str,
-                    domain: tuple[float, float] = DEFAULT_DOMAIN) -> Experiment | None:
-    """The newest experiment of `stage` for the same function (`func` on `domain`) with a succeeded trial."""
+def latest_finished(workdir: Path, stage: str, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN,
+                    holdout: float = DEFAULT_HOLDOUT) -> Experiment | None:
+    """The newest experiment of `stage` for the same function (`func` on `domain`; a data file: the same
+    content, named by the work folder's copy, and the same held-out share) with a succeeded trial."""
     for exp_id in reversed(experiment_ids(workdir)):
         meta = read_meta(workdir / exp_id)
-        same = meta.func == func and tuple(meta.fixed.get("domain", DEFAULT_DOMAIN)) == tuple(domain)
+        same = (meta.func == func and tuple(meta.fixed.get("domain", DEFAULT_DOMAIN)) == tuple(domain)
+                and meta.fixed.get("holdout", DEFAULT_HOLDOUT) == holdout)
         if meta.stage != stage or not same:
             continue
         experiment = load_experiment(workdir, exp_id)
@@ -115,8 +126,11 @@ def plan_stage(
 ) -> StagePlan:
     """Build and check a stage: its fixed settings, its space, its limits, its machines. Starts nothing."""
     set_values = dict(set_values or {})
-    function = TrainConfig(func=func, domain=domain)
-    fixed: dict[str, Any] = {"func": function.func, "domain": list(function.domain)}
+    function = TrainConfig(func=func, domain=domain, holdout=set_values.pop("holdout", DEFAULT_HOLDOUT))
+    if function.is_data:
+        function = function.replace(func=str(copy_data_file(function, workdir)))
+    fixed: dict[str, Any] = {key: value for key, value in function.to_dict().items()
+                             if key in ("func", "domain", "holdout", "data")}
     handoff: dict[str, Any] = {}
     source_id = None
     if stage == "nonarch":
@@ -129,15 +143,19 @@ def plan_stage(
             handoff = handoff_from(source)
             source_id = source.id
         elif not any(k in set_values for k in ("act", "lr", "optimizer", "loss")):
-            source = latest_finished(workdir, "nonarch", function.func, function.domain)
+            source = latest_finished(workdir, "nonarch", function.func, function.domain, function.holdout)
             if source is None:
-                low, high = function.domain
-                on, option = ("", "") if function.domain == DEFAULT_DOMAIN else \
-                    (f" on [{low:g}, {high:g}]", f" --domain {low:g},{high:g}")
+                what, option = function.func, shlex.quote(function.func)
+                if function.is_data:
+                    what, option = f"{function_text(function.func)} (this data)", shlex.quote(func)
+                    option += "" if function.holdout == DEFAULT_HOLDOUT else f" --holdout {function.holdout:g}"
+                elif function.domain != DEFAULT_DOMAIN:
+                    low, high = function.domain
+                    what, option = f"{what} on [{low:g}, {high:g}]", f"{option} --domain {low:g},{high:g}"
                 raise ConfigError(
                     f"stage arch needs stage 1's best settings, and {workdir} has no finished nonarch "
-                    f"experiment for {function.func}{on}: run `funcapprox search --stage nonarch --func "
-                    f"{shlex.quote(function.func)}{option}` first, or give them with --set act_func=… "
+                    f"experiment for {what}: run `funcapprox search --stage nonarch --func {option}` first, "
+                    "or give them with --set act_func=… "
                     "--set learning_rate=… --set optimizer=… --set loss=…"
                 )
             handoff = handoff_from(source)
@@ -189,8 +207,12 @@ def write_stage_files(plan: StagePlan, folder: Path) -> Path:
     if machines:
         from ..nni.remote import manager_ip_for, prepare_code_dir, remote_training_service, trial_python
 
-        # The remote interpreter by full path, and no warm worker: its socket is on this computer.
-        command = trial_command(plan.fixed, python=trial_python(machines))
+        # The remote interpreter by full path, and no warm worker: its socket is on this computer. A data file
+        # by its path inside the code folder, which NNI copies to the machine and starts the trial in.
+        fixed = dict(plan.fixed)
+        if is_data_file(fixed["func"]):
+            fixed["func"] = Path(fixed["func"]).relative_to(code_dir.resolve()).as_posix()
+        command = trial_command(fixed, python=trial_python(machines))
         prepare_code_dir(code_dir)  # NNI 3.0 cannot upload an empty folder
     else:
         command = trial_command(plan.fixed, warm=plan.warm_socket)

@@ -15,18 +15,30 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from ..artifacts import atomic_write  # noqa: E402
-from ..config import TrainConfig  # noqa: E402
+from ..config import TrainConfig, function_text  # noqa: E402
 
 DOT_EVERY = 10  # red dots at every 10th fine-grid point: x = 0, 0.01, …, 1.0
 
 
+class SamplePoints(NamedTuple):
+    """A data file's points in its own units, and the network's error at each (held: not trained on)."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    train_error: np.ndarray
+    held_x: np.ndarray
+    held_y: np.ndarray
+    held_error: np.ndarray
+
+
 class FitData(NamedTuple):
     x: np.ndarray
-    truth: np.ndarray
+    truth: np.ndarray | None  # None for a data file: its function is known only at its points
     prediction: np.ndarray
     max_error: float
     max_error_x: float
     title: str
+    points: SamplePoints | None = None
 
     @property
     def error(self) -> np.ndarray:
@@ -34,32 +46,53 @@ class FitData(NamedTuple):
 
 
 def fit_data(model, config: TrainConfig) -> FitData:
-    """The network and its target on the fine evaluation grid, in the function's own units."""
+    """The network and its target on the fine evaluation grid, in the function's own units; for a data
+    file, the network on that grid and its points, the max error read on the held-out ones."""
     import torch
 
     from ..targets import Target, grid
     from ..train import FINE_POINTS
 
-    f = Target(config.func, config.domain)
+    f = Target(config.func, config.domain, config.holdout)
     u = grid(FINE_POINTS)
-    with torch.no_grad():
-        prediction = f.own(model(u).double()).squeeze(1).numpy().astype(float)
+
+    def network(u: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return f.own(model(u).double()).squeeze(1).numpy().astype(float)
+
+    prediction = network(u)
     x = f.x(u.double()).squeeze(1).numpy().astype(float)
-    truth = f.unit(u).squeeze(1).numpy().astype(float) if f.identity else f.values(torch.from_numpy(x)).numpy()
-    abs_error = np.abs(prediction - truth)
+    points = None
+    if f.samples is not None:
+        parts = []
+        for part_u, part_y in f.points():
+            own_y = f.own(part_y.double()).squeeze(1).numpy()
+            parts += [f.x(part_u.double()).squeeze(1).numpy(), own_y, network(part_u) - own_y]
+        points = SamplePoints(*parts)
+        measured_x, abs_error = (points.held_x, np.abs(points.held_error)) if len(points.held_x) else \
+            (points.train_x, np.abs(points.train_error))
+        truth, where = None, "held-out " if len(points.held_x) else ""
+    else:
+        truth = f.unit(u).squeeze(1).numpy().astype(float) if f.identity else f.values(torch.from_numpy(x)).numpy()
+        measured_x, abs_error, where = x, np.abs(prediction - truth), ""
     worst = int(abs_error.argmax())
+    name, digits = (function_text(config.func), ".4g") if config.is_data else (config.func, ".4f")
     title = (
-        f"{config.func}: {config.arch} {config.act}, {config.n_params} parameters — "
-        f"max error {abs_error[worst]:.4f} at x = {x[worst]:.3f}"
+        f"{name}: {config.arch} {config.act}, {config.n_params} parameters — "
+        f"max {where}error {abs_error[worst]:{digits}} at x = {measured_x[worst]:{'.4g' if config.is_data else '.3f'}}"
     )
-    return FitData(x, truth, prediction, float(abs_error[worst]), float(x[worst]), title)
+    return FitData(x, truth, prediction, float(abs_error[worst]), float(measured_x[worst]), title, points)
 
 
 def draw_fit(data: FitData) -> Figure:
-    """Truth as a blue curve, the network as red points, max error marked; error panel below."""
+    """Truth as a blue curve, the network as red points, max error marked; error panel below.
+    A data file: its points in blue (held-out ones as open orange circles), the network as a red curve."""
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}, layout="constrained"
     )
+    if data.points is not None:
+        _draw_points(data, top, bottom)
+        return fig
     worst = int(np.abs(data.error).argmax())
     top.plot(data.x, data.truth, color="tab:blue", lw=2, label="truth")
     top.plot(data.x[::DOT_EVERY], data.prediction[::DOT_EVERY], "o", color="tab:red", ms=3.5, label="network")
@@ -81,6 +114,34 @@ def draw_fit(data: FitData) -> Figure:
     bottom.set_xlabel("x")
     bottom.set_ylabel("network − truth")
     return fig
+
+
+def _draw_points(data: FitData, top, bottom) -> None:
+    p = data.points
+    size = 12 if len(p.train_x) + len(p.held_x) <= 2000 else 3
+    top.scatter(p.train_x, p.train_y, s=size, color="tab:blue", alpha=0.6, lw=0,
+                label=f"trained on ({len(p.train_x)} points)", zorder=2)
+    if len(p.held_x):
+        top.scatter(p.held_x, p.held_y, s=size * 2.5, facecolor="none", edgecolor="tab:orange", lw=1.2,
+                    label=f"held out ({len(p.held_x)} points)", zorder=3)
+    top.plot(data.x, data.prediction, color="tab:red", lw=1.5, label="network", zorder=4)
+    held = len(p.held_x) > 0
+    xs, ys, errors = (p.held_x, p.held_y, p.held_error) if held else (p.train_x, p.train_y, p.train_error)
+    worst = int(np.abs(errors).argmax())
+    top.vlines(xs[worst], ys[worst], ys[worst] + errors[worst], color="black", lw=2, zorder=5)
+    top.annotate(f"max {'held-out ' if held else ''}error {data.max_error:.4g}", xy=(xs[worst], ys[worst]),
+                 xytext=(0.5, 0.08), textcoords="axes fraction", ha="center",
+                 arrowprops={"arrowstyle": "->", "color": "black"})
+    top.set_ylabel("y")
+    top.legend(loc="best", fontsize=8)
+    top.set_title(data.title, fontsize=10)
+    bottom.axhline(0, color="grey", lw=0.8)
+    bottom.scatter(p.train_x, p.train_error, s=6, color="tab:blue", alpha=0.6, lw=0)
+    if held:
+        bottom.scatter(p.held_x, p.held_error, s=14, facecolor="none", edgecolor="tab:orange", lw=1)
+    bottom.plot([xs[worst]], [errors[worst]], "kx", ms=8)
+    bottom.set_xlabel("x")
+    bottom.set_ylabel("network − data")
 
 
 class HistoryData(NamedTuple):

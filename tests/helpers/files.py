@@ -21,3 +21,13 @@ def snapshot(folder: Path) -> dict[str, tuple]:
             else:
                 seen[str(path.relative_to(folder))] = ("file", info.st_mode, path.read_bytes(), info.st_ino)
     return seen
+
+
+def write_measurements(path: Path, n: int = 200, low: float = -2.0, high: float = 3.0, seed: int = 0) -> Path:
+    """A CSV of n noisy-free points of sin(2x) + x²/10 at uniform random x on [low, high], with a header."""
+    import numpy as np
+
+    x = np.sort(np.random.default_rng(seed).uniform(low, high, n))
+    y = np.sin(2 * x) + 0.1 * x**2
+    Path(path).write_text("x,y\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(x, y)))
+    return Path(path)

@@ -13,7 +13,7 @@ import statistics
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ...artifacts import load_model
-from ...config import ACTIVATIONS, HIDDEN_KEYS, LOSSES, OPTIMIZERS, parameter_name
+from ...config import ACTIVATIONS, DEFAULT_DOMAIN, HIDDEN_KEYS, LOSSES, OPTIMIZERS, function_text, parameter_name
 from ...errors import FuncApproxError
 from ...results import Experiment, TrialRecord, TrialState
 from ..pareto import pareto_front, smallest_within
@@ -351,6 +351,14 @@ def report_data(experiment: Experiment) -> ReportData:
     )
 
 
+def _function(fixed: dict[str, Any]) -> str:
+    """The function as the report names it; a data file with its held-out share and content address."""
+    text = function_text(fixed.get("func", "?"), fixed.get("domain", DEFAULT_DOMAIN))
+    if fixed.get("data"):
+        text += f" ({fixed.get('holdout', 0):.0%} of its points held out; sha256 {fixed['data'][:12]}…)"
+    return text
+
+
 def overview(experiment: Experiment, searched: list[str]) -> Overview:
     meta = experiment.meta
     limits = [meta.tuner]
@@ -370,7 +378,7 @@ def overview(experiment: Experiment, searched: list[str]) -> Overview:
     if meta.from_experiment or handoff:
         source = f"the best trial of experiment {meta.from_experiment}" if meta.from_experiment else "--set"
     return Overview(
-        experiment_id=experiment.id, stage=experiment.stage, stage_text=stage, func=experiment.func,
+        experiment_id=experiment.id, stage=experiment.stage, stage_text=stage, func=_function(meta.fixed),
         folder=experiment.folder, tuner=", ".join(str(x) for x in limits), status=meta.status,
         start=experiment.start, end=experiment.end, duration=duration, trials=len(experiment.trials),
         counts=tuple(sorted(experiment.counts().items())), searched=searched, fixed=meta.fixed,
