@@ -414,28 +414,37 @@ SPACE = {"learning_rate": {"_type": "choice", "_value": [0.005, 0.01]}}
 
 
 @pytest.mark.nni
-def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path):
+@pytest.mark.parametrize("function", ["square", "data file"])
+def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path, function):
     """`funcapprox search --platform remote` through a real sshd on loopback: NNI's remote service
-    runs the trials over SSH; results, plot and report then work as for a local search."""
+    runs the trials over SSH; results, plot and report then work as for a local search. A data file
+    travels in the trial code folder NNI sends, named relative to it."""
+    from helpers.files import write_measurements
     from helpers.nni import LOOPBACK, funcapprox, listening_addresses
 
     from funcapprox.nni.store import load_experiment
     from funcapprox.results import experiment_ids, read_meta
 
+    func, label = "square", "square"
+    if function == "data file":
+        func, label = str(write_measurements(tmp_path / "measurements.csv")), "measurements.csv"
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     with ssh_server(tmp_path / "sshd") as server:
         known_host = f"[{server.host}]:{server.port}"
         path = write_machines(tmp_path, [{"host": server.host, "port": server.port, "user": server.user,
                                           "sshKeyFile": str(server.key_file), "python": sys.executable}])
-        args = ("search", "--stage", "nonarch", "--func", "square", "--space", str(tmp_path / "space.json"),
+        args = ("search", "--stage", "nonarch", "--func", func, "--space", str(tmp_path / "space.json"),
                 "--epochs", "5", "--platform", "remote", "--machines", str(path))
         try:
             dry = funcapprox(*args, "--dry-run", workdir=workdir)
             assert dry.returncode == 0, dry.stderr
-            config = yaml.safe_load((workdir / ".dry-run" / "square-nonarch" / "config.yml").read_text())
+            config = yaml.safe_load((workdir / ".dry-run" / f"{label}-nonarch" / "config.yml").read_text())
             assert config["trainingService"]["platform"] == "remote"
             assert config["trainingService"]["machineList"][0]["port"] == server.port
             assert config["trialCommand"].startswith(sys.executable) and "--warm" not in config["trialCommand"]
+            if function == "data file":
+                (copy,) = (workdir / ".trial-code" / "data").iterdir()
+                assert f" --set func=data/{copy.name} " in config["trialCommand"]
 
             done = funcapprox(*args, "--keep-ui", workdir=workdir, timeout=600)
             assert done.returncode == 0, done.stderr
@@ -446,7 +455,10 @@ def test_search_with_platform_remote_runs_its_trials_over_ssh(workdir, tmp_path)
             assert listening_addresses(port) == LOOPBACK
             assert listening_addresses(port + 1) <= LOOPBACK  # NNI 3.0 keeps port + 1 for remote platforms
             assert funcapprox("experiments", "--stop", exp_id, workdir=workdir).returncode == 0
+            shutil.rmtree(Path.home() / "nni-experiments" / exp_id)  # the remote side: no path there is read now
             experiment = load_experiment(workdir, exp_id)
+            if function == "data file":
+                assert {t.params["func"] for t in experiment.trials} == {str(copy)}
             assert sorted(t.params["lr"] for t in experiment.trials) == [0.005, 0.01]
             assert all(t.status == "SUCCEEDED" and t.output_dir.parts[-3] == "remote-worker1"
                        and (t.output_dir / "model.pt").exists() for t in experiment.trials)  # fetched back
