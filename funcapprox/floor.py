@@ -10,11 +10,12 @@ output layer with a bias (funcapprox's default, output_act false), on the functi
   p units always suffice: one per bend plus one, bent at the left end of the domain, for the
   starting slope. That is Arora, Basu, Mianjy & Mukherjee, "Understanding Deep Neural Networks
   with Rectified Linear Units", ICLR 2018, Theorem 2.2 (a piecewise linear R → R function with p
-  pieces is represented by a one-hidden-layer ReLU network of at most p units, and needs at least
-  p - 1). So "p units on one layer suffice, p - 1 are needed": p - 1 is the lower bound, p the
-  construction. Whether p - 1 suffice is decided here exactly: with p - 1 units each sits on one
-  bend, its outgoing weight is fixed by the jump in slope there, and only the direction it faces
-  is free, so the starting slope is one of 2^(p-1) values (see `orientation_miss`).
+  pieces is represented by one hidden layer of at most p ReLU units, a bound the paper shows
+  tight; the piece count above is the lower bound). So "p units on one layer suffice, p - 1 are
+  needed": p - 1 is the lower bound, p the construction. Whether p - 1 represent it is decided
+  here exactly: with p - 1 units each sits on one bend, its outgoing weight is fixed by the jump
+  in slope there, and only the direction it faces is free, so the starting slope is one of
+  2^(p-1) values (`orientation_miss`).
 * The oscillator (linear between 11 knots at x = 0, 0.1, …, 1, funcapprox.targets) has p = 10
   pieces, 9 bends. Exactly: 10 units (31 parameters) are needed and suffice, for no way of facing
   9 units gives its starting slope -2.5 (the nearest misses by 0.0101 with ReLU, by 0.0022 with
