@@ -205,8 +205,9 @@ experiment_option = click.option(
 
 
 @cli.command()
-@click.option("--stage", type=click.Choice(("nonarch", "arch", "all")), default="all", show_default=True,
-              help="nonarch: activation, lr, optimizer, loss on {16,16,16}; arch: hidden sizes; all: both in turn.")
+@click.option("--stage", type=click.Choice(("nonarch", "arch", "all", "smallest")), default="all", show_default=True,
+              help="nonarch: activation, lr, optimizer, loss on {16,16,16}; arch: hidden sizes; all: both in turn; "
+                   "smallest: the fewest parameters within --max-error (a width search, stage 1's settings).")
 @click.option("--func", default=DEFAULTS.func, show_default=True,
               help="square, oscillator, an expression in x such as 'sin(6*x)*exp(-x)', or a data file of points "
                    "x,y (.csv, .txt, .npy, .npz; copied into the work folder).")
@@ -237,15 +238,21 @@ experiment_option = click.option(
               help="Where trials run: this computer, or the machines of --machines over SSH (NNI's remote service).")
 @click.option("--machines", "machines_file", type=click.Path(dir_okay=False, path_type=Path),
               help="machines.yml for --platform remote: host, port, user, sshKeyFile, python per machine.")
+@click.option("--max-error", type=float,
+              help="Stage smallest: the max error a network must reach (the median of its seeds').")
+@click.option("--depth", "depth", type=click.IntRange(1, 3),
+              help="Stage smallest: only networks of this many hidden layers [default: 1, 2 and 3].")
 @click.option("--resume", "resume_id", metavar="EXP_ID",
               help="Continue a stopped or interrupted experiment: run only what it has not run yet.")
 @click.pass_context
 def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials,
            max_duration, max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, platform,
-           machines_file, resume_id):
+           machines_file, max_error, depth, resume_id):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
 
     Example: funcapprox search --stage all --func oscillator
+
+    The smallest network: funcapprox search --stage smallest --func oscillator --max-error 0.006
     """
 
     from .config import parse_set_values
@@ -271,11 +278,12 @@ def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experi
         set_values["holdout"] = holdout
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
                   max_trial_duration=max_trial_duration, port=port)
+    widths = {"max_error": max_error, "depths": (depth,) if depth else None}
     if dry_run:
         plan = _library_call(plan_stage, "nonarch" if stage == "all" else stage, func, workdir, domain=domain,
                              space_file=space_file,
                              set_values=set_values, from_experiment=from_experiment, epochs=epochs,
-                             machines_file=machines_file, **limits)
+                             machines_file=machines_file, **widths, **limits)
         _dry_run(plan)
         if stage == "all":
             click.echo("(stage arch would take its fixed settings from this stage's best trial)")
@@ -283,7 +291,7 @@ def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experi
     _search_call(run_search, stage, func, workdir, limits=limits, domain=domain, set_values=set_values,
                  space_file=space_file,
                  from_experiment=from_experiment, epochs=epochs, machines_file=machines_file, follow=not no_wait,
-                 keep_ui=keep_ui, listener=_listener(keep_ui))
+                 keep_ui=keep_ui, listener=_listener(keep_ui), **widths)
 
 
 def _resume(workdir: Path, exp_id: str, port: int | None, keep_ui: bool) -> None:
@@ -349,6 +357,32 @@ def _dry_run(plan) -> None:
     click.echo((config_file.parent / "search_space.json").read_text())
 
 
+def _smallest_lines(experiment, max_error: float) -> list[str]:
+    """The smallest network within `max_error`, how many of its seeds reached it, and how close the next
+    smaller network of its depth came."""
+    from .views.pareto import closest_miss, seeds_within, smallest_within
+    from .widths import wilson
+
+    found = smallest_within(experiment.trials, max_error)
+
+    def what(t) -> str:
+        seeds = seeds_within(t, max_error)
+        share = ""
+        if seeds:
+            low, high = wilson(*seeds)
+            share = f"; {seeds[0]}/{seeds[1]} seeds reached it (95% Wilson interval {low:.2f}–{high:.2f})"
+        return (f"{t.arch}, {t.n_params} parameters, max error {t.max_error:.5f}, metric {t.metric:.4f} "
+                f"(trial {t.trial_id}{share})")
+
+    if not found.reached:
+        return [f"no network reached max error <= {max_error:g}; closest: {what(found.trial)}"]
+    lines = [f"smallest network with max error <= {max_error:g}: {what(found.trial)}"]
+    miss = closest_miss(experiment.trials, found.trial, max_error)
+    if miss is not None:
+        lines.append(f"the next smaller of its depth did not: {what(miss)}")
+    return lines
+
+
 def _print_outcome(outcome, keep_ui: bool) -> None:
     experiment = outcome.experiment
     counts = experiment.counts()
@@ -359,6 +393,9 @@ def _print_outcome(outcome, keep_ui: bool) -> None:
         click.echo(f"best trial {best.trial_id}: metric {best.metric:.4f}, max error {_fmt(best.max_error, '.5f')}, "
                    f"{best.arch}, {best.n_params} parameters")
         _print_table(experiment.ranked()[:5], experiment)
+        if experiment.meta.tuner_args:  # --stage smallest
+            for line in _smallest_lines(experiment, experiment.meta.tuner_args["max_error"]):
+                click.echo(line)
     if outcome.best_plot:
         click.echo(f"best fit plotted: {outcome.best_plot}")
     if outcome.report:
@@ -446,18 +483,17 @@ def results(experiment_id, top, fmt, pareto, by, smallest, max_error, workdir):
     Examples: funcapprox results --top 10; funcapprox results --pareto; funcapprox results --smallest --max-error 0.006
     """
     from .nni.store import load_experiment
-    from .views.pareto import pareto_front, smallest_within
+    from .views.pareto import pareto_front
 
-    if smallest != (max_error is not None):
-        raise click.UsageError("--smallest and --max-error go together")
+    if max_error is not None and not smallest:
+        raise click.UsageError("--max-error goes with --smallest")
     experiment = _library_call(load_experiment, workdir.resolve(), experiment_id)
+    if smallest and max_error is None and not (experiment.meta.tuner_args or {}).get("max_error"):
+        raise click.UsageError("--smallest needs --max-error (only a --stage smallest experiment has its own)")
     if smallest:
-        found = _library_call(smallest_within, experiment.trials, max_error)
-        t = found.trial
-        what = (f"{t.arch}, {t.n_params} parameters, max error {t.max_error:.5f}, metric {t.metric:.4f} "
-                f"(trial {t.trial_id})")
-        click.echo(f"smallest network with max error <= {max_error:g}: {what}" if found.reached else
-                   f"no network reached max error <= {max_error:g}; closest: {what}")
+        max_error = max_error if max_error is not None else (experiment.meta.tuner_args or {}).get("max_error")
+        for line in _library_call(_smallest_lines, experiment, max_error):
+            click.echo(line)
         return
     ranked = pareto_front(experiment.trials, by) if pareto else experiment.ranked()
     shown = ranked[:top] if top else ranked

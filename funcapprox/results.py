@@ -110,6 +110,7 @@ class RunMeta:
     from_experiment: str | None = None
     space_source: str = ""
     tuner: str = "GridSearch"
+    tuner_args: dict[str, Any] | None = None  # the width search's (--stage smallest): max_error, depths, max_width
     concurrency: int | None = None
     max_trials: int | None = None
     max_duration: str | None = None

@@ -106,6 +106,7 @@ class TrainResult:
                 "metric_spread": max(metrics) - min(metrics),
                 "max_error_worst": max(errors),
                 "max_error_best": min(errors),
+                "max_errors": errors,  # each seed's, in seed order
                 "median_seed": self.config.seed + self.median_replica,
             }
         return summary

@@ -594,7 +594,7 @@ def test_plan_stage_refuses_an_arch_experiment_as_the_source(workdir):
 
 
 def test_plan_stage_rejects_an_unknown_stage(tmp_path):
-    with pytest.raises(ConfigError, match="--stage must be nonarch, arch or all, not 'both'"):
+    with pytest.raises(ConfigError, match="--stage must be nonarch, arch, all or smallest, not 'both'"):
         plan_stage("both", "square", tmp_path)
 
 
@@ -621,7 +621,9 @@ def test_results_smallest_within_reach_and_out_of_reach(workdir):
 
 def test_results_smallest_needs_a_target(workdir):
     result = invoke("results", "--smallest", "--workdir", workdir)
-    assert result.exit_code == 2 and "--smallest and --max-error go together" in result.output
+    assert result.exit_code == 2 and "--smallest needs --max-error (only a --stage smallest experiment" in result.output
+    alone = invoke("results", "--max-error", "0.01", "--workdir", workdir)
+    assert alone.exit_code == 2 and "--max-error goes with --smallest" in alone.output
 
 
 def test_resume_refuses_options_that_would_change_the_experiment(workdir):

@@ -44,8 +44,17 @@ def parse_duration(text: str | None, option: str) -> str | None:
     return value
 
 
-def tuner_config(name: Any) -> dict[str, Any]:
-    """NNI's `tuner` entry for one of the tuners funcapprox offers (always maximizing)."""
+WIDTH_SEARCH = "WidthSearch"  # --stage smallest's own tuner (nni/tuner.py), not one a user picks with --tuner
+
+
+def tuner_config(name: Any, class_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """NNI's `tuner` entry for one of the tuners funcapprox offers (always maximizing), or the width search
+    with its arguments: NNI imports it from the folder funcapprox is imported from, where it runs."""
+    if name == WIDTH_SEARCH:
+        import funcapprox
+
+        return {"codeDirectory": str(Path(funcapprox.__file__).resolve().parent.parent),
+                "className": "funcapprox.nni.tuner.WidthSearchTuner", "classArgs": dict(class_args or {})}
     if name not in TUNERS:
         raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, not {name!r}")
     return {"name": name, **({"classArgs": TUNERS[name]} if TUNERS[name] else {})}
@@ -59,6 +68,7 @@ def experiment_config(
     code_dir: Path,
     workdir: Path,
     tuner: str = "GridSearch",
+    tuner_args: dict[str, Any] | None = None,
     concurrency: int = 2,
     max_trials: int | None = None,
     max_duration: str | None = None,
@@ -77,7 +87,7 @@ def experiment_config(
         "trialCodeDirectory": str(code_dir),
         "trialConcurrency": concurrency,
         "experimentWorkingDirectory": str(workdir),
-        "tuner": tuner_config(tuner),
+        "tuner": tuner_config(tuner, tuner_args),
         "trainingService": {"platform": "local", "useActiveGpu": False},
     }
     if max_trials is not None:

@@ -280,7 +280,7 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
         # The tuner and its space come from funcapprox's own record of the experiment, never from
         # the store: whoever could write the store (a remote machine's files, say) must not choose
         # the code NNI's tuner runs or what it searches.
-        params["tuner"] = _tuner(plan.experiment.meta.tuner, plan.id)
+        params["tuner"] = _tuner(plan.experiment.meta.tuner, plan.id, plan.tuner_args)
         params.pop("assessor", None)
         params.pop("advisor", None)
         if plan.search_space is not None:
@@ -300,11 +300,11 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
                            (json.dumps(params), *row[1:7], row[7] + 1))
 
 
-def _tuner(name: Any, exp_id: str) -> dict[str, Any]:
+def _tuner(name: Any, exp_id: str, class_args: dict[str, Any] | None = None) -> dict[str, Any]:
     from .config import tuner_config
 
     try:
-        return tuner_config(name)
+        return tuner_config(name, class_args)
     except ConfigError:
         raise ExperimentError(f"experiment {exp_id} names no tuner funcapprox offers ({name!r}); "
                               "it cannot be resumed") from None

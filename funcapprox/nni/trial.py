@@ -35,7 +35,7 @@ def final_result(result) -> dict[str, Any]:
     s = result.summary()
     final = {"default": s["metric"], "rms": s["rms"], "max_error": s["max_error"],
              "max_error_x": s["max_error_x"], "n_params": s["n_params"], "seconds": s["seconds"]}
-    extra = ("metric_spread", "max_error_worst", "max_error_best",  # with several seeds
+    extra = ("metric_spread", "max_error_worst", "max_error_best", "max_errors",  # with several seeds
              "train_rms", "train_max_error")  # a data file: the error on the points it trained on
     return final | {k: s[k] for k in extra if k in s}
 

@@ -17,6 +17,7 @@ from ..artifacts import copy_data_file, write_json
 from ..config import (
     DEFAULT_DOMAIN,
     DEFAULT_HOLDOUT,
+    HIDDEN_KEYS,
     TrainConfig,
     function_text,
     is_data_file,
@@ -25,15 +26,19 @@ from ..config import (
     searchable_names,
 )
 from ..errors import ConfigError, ExperimentError
-from ..nni.config import experiment_config, to_yaml, trial_command, tuner_config
+from ..nni.config import WIDTH_SEARCH, experiment_config, to_yaml, trial_command, tuner_config
 from ..nni.store import load_experiment
 from ..results import Experiment, RunMeta, experiment_ids, read_meta, write_meta
+from ..widths import DEFAULT_MAX_WIDTH, MAX_DEPTH
 from .space import default_space_path, grid_size, load_space, normalize_space
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
 
 # A trial leaves about 80 KiB (its files, NNI's store and logs): the study's 306 trials about 25 MiB.
 MIN_FREE_BYTES = 64 * 2**20
+
+SMALLEST_SEEDS = 5  # --stage smallest judges a network by the median of this many seeds' max errors
+SMALLEST_MAX_TRIALS = 64  # far more than a width search takes (about 8 trials a depth)
 
 # Settings stage 2 takes over from stage 1's best trial: everything but the network.
 HANDOFF_EXCLUDE = ("hidden", "func", "domain", "seed", "holdout", "data")
@@ -48,6 +53,7 @@ class StagePlan:
     space: dict[str, Any]
     workdir: Path
     tuner: str = "GridSearch"
+    tuner_args: dict[str, Any] | None = None  # the width search's (stage smallest)
     concurrency: int = 2
     max_trials: int | None = None
     max_duration: str | None = None
@@ -85,7 +91,7 @@ class StagePlan:
 
     @property
     def grid_size(self) -> int | None:
-        return grid_size(self.space)
+        return None if self.tuner == WIDTH_SEARCH else grid_size(self.space)
 
 
 def latest_finished(workdir: Path, stage: str, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN,
@@ -122,6 +128,8 @@ def plan_stage(
     domain: Any = DEFAULT_DOMAIN,
     machines_file: Path | None = None,
     next_stage: dict[str, Any] | None = None,
+    max_error: float | None = None,
+    depths: tuple[int, ...] | None = None,
     **limits: Any,
 ) -> StagePlan:
     """Build and check a stage: its fixed settings, its space, its limits, its machines. Starts nothing."""
@@ -135,7 +143,7 @@ def plan_stage(
     source_id = None
     if stage == "nonarch":
         fixed["hidden"] = NONARCH_HIDDEN
-    elif stage == "arch":
+    elif stage in ("arch", "smallest"):
         if from_experiment is not None:
             source = load_experiment(workdir, from_experiment)
             if source.stage != "nonarch":
@@ -153,7 +161,7 @@ def plan_stage(
                     low, high = function.domain
                     what, option = f"{what} on [{low:g}, {high:g}]", f"{option} --domain {low:g},{high:g}"
                 raise ConfigError(
-                    f"stage arch needs stage 1's best settings, and {workdir} has no finished nonarch "
+                    f"stage {stage} needs stage 1's best settings, and {workdir} has no finished nonarch "
                     f"experiment for {what}: run `funcapprox search --stage nonarch --func {option}` first, "
                     "or give them with --set act_func=… "
                     "--set learning_rate=… --set optimizer=… --set loss=…"
@@ -161,7 +169,12 @@ def plan_stage(
             handoff = handoff_from(source)
             source_id = source.id
     else:
-        raise ConfigError(f"--stage must be nonarch, arch or all, not {stage!r}")
+        raise ConfigError(f"--stage must be nonarch, arch, all or smallest, not {stage!r}")
+    if stage == "smallest":
+        return _plan_smallest(function, workdir, fixed, handoff, source_id, set_values, epochs, max_error, depths,
+                              machines_file, limits)
+    if max_error is not None or depths is not None:
+        raise ConfigError("--max-error and --depth go with --stage smallest")
     fixed.update(handoff)
     if epochs is not None:
         fixed["epochs"] = epochs
@@ -184,6 +197,36 @@ def plan_stage(
         limits["max_trials"] = grid_size(space)  # ends the experiment in DONE when the grid is covered
     plan = StagePlan(stage=stage, fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
                      from_experiment=source_id, space_source=str(path), next_stage=next_stage,
+                     machines_file=Path(machines_file) if machines_file else None, **limits)
+    plan.machines  # noqa: B018 (every bad machine is reported now, before anything starts)
+    return plan
+
+
+def _plan_smallest(function: TrainConfig, workdir: Path, fixed: dict[str, Any], handoff: dict[str, Any],
+                   source_id: str | None, set_values: dict[str, Any], epochs: int | None, max_error: Any,
+                   depths: tuple[int, ...] | None, machines_file: Path | None, limits: dict[str, Any]) -> StagePlan:
+    """Stage smallest: stage 1's settings (as stage arch takes them), the width search as the tuner."""
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not 0 < max_error < float("inf"):
+        raise ConfigError(f"--stage smallest needs --max-error E, a number greater than 0 (got {max_error!r})")
+    depths = tuple(depths or range(1, MAX_DEPTH + 1))
+    if not depths or any(d not in range(1, MAX_DEPTH + 1) for d in depths):
+        raise ConfigError(f"--depth takes 1, 2 or 3, not {depths!r}")
+    if "hidden" in set_values or any(k.startswith("hidden_size") for k in set_values):
+        raise ConfigError("--stage smallest searches the hidden sizes; drop them from --set")
+    if limits.get("tuner", "GridSearch") != "GridSearch":
+        raise ConfigError("--stage smallest runs its own width search; drop --tuner")
+    fixed = {**fixed, **handoff, "seeds": SMALLEST_SEEDS, **({"epochs": epochs} if epochs is not None else {}),
+             **set_values}
+    fixed = TrainConfig.from_dict({**fixed, "hidden": (1,)}, source="the stage's fixed settings").to_dict()
+    del fixed["hidden"]  # the width search decides it
+    max_width = DEFAULT_MAX_WIDTH
+    space = {key: {"_type": "randint", "_value": [1, max_width + 1]} for key in HIDDEN_KEYS[: max(depths)]}
+    limits = {**limits, "tuner": WIDTH_SEARCH}
+    if limits.get("max_trials") is None:
+        limits["max_trials"] = SMALLEST_MAX_TRIALS
+    plan = StagePlan(stage="smallest", fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
+                     from_experiment=source_id, space_source="the width search (funcapprox/widths.py)",
+                     tuner_args={"max_error": float(max_error), "depths": list(depths), "max_width": max_width},
                      machines_file=Path(machines_file) if machines_file else None, **limits)
     plan.machines  # noqa: B018 (every bad machine is reported now, before anything starts)
     return plan
@@ -218,7 +261,8 @@ def write_stage_files(plan: StagePlan, folder: Path) -> Path:
         command = trial_command(plan.fixed, warm=plan.warm_socket)
     config = experiment_config(
         name=plan.name, search_space=plan.space, code_dir=code_dir, command=command,
-        workdir=plan.workdir, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
+        workdir=plan.workdir, tuner=plan.tuner, tuner_args=plan.tuner_args, concurrency=plan.concurrency,
+        max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
     )
     if machines:
@@ -247,7 +291,8 @@ def run_meta(plan: StagePlan, exp_id: str | None = None, **started: Any) -> RunM
     """What run.json records of a stage as it starts (`started`: its port and URL prefix)."""
     return RunMeta(
         id=exp_id, stage=plan.stage, fixed=plan.fixed, handoff=plan.handoff, from_experiment=plan.from_experiment,
-        space_source=plan.space_source, tuner=plan.tuner, concurrency=plan.concurrency, max_trials=plan.max_trials,
+        space_source=plan.space_source, tuner=plan.tuner, tuner_args=plan.tuner_args, concurrency=plan.concurrency,
+        max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
         machines_file=str(plan.machines_file) if plan.machines_file else None, grid_size=plan.grid_size,
         created=time.time(), status="RUNNING", next_stage=plan.next_stage, **started)

@@ -30,6 +30,7 @@ from typing import Any
 from ..config import POINT_KEY, TrainConfig, params_to_settings, settings_to_params
 from ..errors import ConfigError
 from ..results import Experiment, TrialRecord, TrialState
+from ..widths import WidthSearch
 from .space import grid_size, q_grid
 
 # A trial that failed with its own verdict (failure.json: diverged, or parameters
@@ -44,6 +45,7 @@ class ResumePlan:
     remaining: list[dict[str, Any]]  # NNI parameters still to run; [] for a non-grid tuner
     to_run: int  # trials the resumed experiment may still start
     space: dict[str, Any] | None = None  # the search space funcapprox recorded for the experiment
+    tuner_args: dict[str, Any] | None = None  # the width search's, with what was measured (`known`)
 
     @property
     def id(self) -> str:
@@ -110,7 +112,14 @@ def plan_resume(experiment: Experiment, space: dict[str, Any]) -> ResumePlan:
         return ResumePlan(experiment, len(grid_points(space)) - len(remaining), remaining, len(remaining), space)
     budget = experiment.meta.max_trials
     to_run = max(0, budget - len(finished)) if isinstance(budget, int) else 0
-    return ResumePlan(experiment, len(finished), [], to_run, space)
+    tuner_args = None
+    if experiment.meta.tuner_args is not None:  # the width search goes on from what it measured
+        known = [[list(t.params.get("hidden", ())), t.max_error if t.status is TrialState.SUCCEEDED else None]
+                 for t in finished]
+        tuner_args = {**experiment.meta.tuner_args, "known": known}
+        if WidthSearch.from_args(**tuner_args).next() is None:  # nothing left to measure
+            to_run = 0
+    return ResumePlan(experiment, len(finished), [], to_run, space, tuner_args)
 
 
 def points_space(points: list[dict[str, Any]]) -> dict[str, Any]:

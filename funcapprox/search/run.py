@@ -231,8 +231,10 @@ def _tell(callback: Callable | None, *args) -> None:
 def search(stage: str, func: str, workdir: Path, *, limits: dict, domain=(0.0, 1.0), set_values: dict | None = None,
            space_file: Path | None = None, from_experiment: str | None = None, epochs: int | None = None,
            machines_file: Path | None = None, follow: bool = True, keep_ui: bool = False,
-           listener: Listener = Listener()) -> list[StageOutcome]:
-    """`funcapprox search`: one stage, or (`all`) stage 1 then stage 2 with stage 1's best."""
+           listener: Listener = Listener(), max_error: float | None = None,
+           depths: tuple[int, ...] | None = None) -> list[StageOutcome]:
+    """`funcapprox search`: one stage, or (`all`) stage 1 then stage 2 with stage 1's best; `smallest`: the
+    width search for the fewest parameters within `max_error` (widths.py)."""
     outcomes = []
     for name in ("nonarch", "arch") if stage == "all" else (stage,):
         next_stage = None
@@ -242,7 +244,7 @@ def search(stage: str, func: str, workdir: Path, *, limits: dict, domain=(0.0, 1
                           "machines_file": str(machines_file) if machines_file else None}
         plan = plan_stage(name, func, workdir, domain=domain, space_file=space_file, set_values=set_values,
                           from_experiment=from_experiment, epochs=epochs, machines_file=machines_file,
-                          next_stage=next_stage, **limits)
+                          next_stage=next_stage, max_error=max_error, depths=depths, **limits)
         outcomes.append(_run_planned(plan, follow, keep_ui, listener))
     return outcomes
 

@@ -43,3 +43,24 @@ def smallest_within(trials: list[TrialRecord], max_error: float) -> Smallest:
     if fits:
         return Smallest(min(fits, key=lambda t: (t.n_params, t.max_error, t.sequence)), True)
     return Smallest(min(placed, key=lambda t: (t.max_error, t.n_params, t.sequence)), False)
+
+
+def seeds_within(trial: TrialRecord, max_error: float) -> tuple[int, int] | None:
+    """(seeds whose own max error is at most `max_error`, seeds) of a trial trained with several seeds,
+    from its metrics.json; None when it has no record of its seeds."""
+    import json
+
+    try:
+        errors = json.loads((trial.output_dir / "metrics.json").read_text()).get("max_errors")
+    except (OSError, TypeError, ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(errors, list) or not all(isinstance(e, (int, float)) for e in errors) or not errors:
+        return None
+    return sum(e <= max_error for e in errors), len(errors)
+
+
+def closest_miss(trials: list[TrialRecord], smallest: TrialRecord, max_error: float) -> TrialRecord | None:
+    """The largest network of the same depth below `smallest` that did not reach `max_error`: how close it came."""
+    below = [t for t in measured(trials) if t.max_error > max_error and t.n_params < smallest.n_params
+             and len(t.params.get("hidden", ())) == len(smallest.params.get("hidden", ()))]
+    return max(below, key=lambda t: (t.n_params, -t.max_error), default=None)
