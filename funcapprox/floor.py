@@ -143,17 +143,26 @@ def _check(func: str, domain: tuple[float, float], max_error: float, act: str) -
         error = math.nan
     if not (math.isfinite(error) and error >= 0):
         raise ConfigError(f"max error must be a number of at least 0, not {max_error!r}")
-    low, high = (float(v) for v in domain)
+    try:
+        low, high = (float(v) for v in domain)
+    except (TypeError, ValueError):
+        low = high = math.nan
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ConfigError(f"domain must be two finite numbers LO < HI, not {domain!r}")
     known = (*PIECEWISE_LINEAR, *SMOOTH)
     names = {a.lower(): a for a in known}
     if not isinstance(act, str) or act.strip().lower() not in names:
         raise ConfigError(f"act must be one of {', '.join(known)}, not {act!r}")
-    return canonical_function(func), (low, high), error, names[act.strip().lower()]
+    try:
+        func = canonical_function(func)
+    except ConfigError:  # an experiment's record of a function funcapprox cannot read: no floor, no error
+        func = None
+    return func, (low, high), error, names[act.strip().lower()]
 
 
-def _unknown(func: str, domain: tuple[float, float], max_error: float, act: str) -> str | None:
+def _unknown(func: str | None, domain: tuple[float, float], max_error: float, act: str) -> str | None:
+    if func is None:
+        return "not a function funcapprox can read"
     if not is_builtin(func):
         return "the floor is known only for the built-in square and oscillator"
     if act in SMOOTH:

@@ -290,6 +290,7 @@ def test_square_on_minus_one_one_takes_one_unit_less_when_the_pieces_are_odd():
     ("square", "Tanh", 0.01, "piece-count argument"),
     ("oscillator", "Sigmoid", 0.01, "piece-count argument"),
     ("square", "ReLU", 0.0, "not piecewise linear"),
+    ("cubic", "ReLU", 0.01, "not a function funcapprox can read"),
 ])
 def test_unknown_floors_say_why(func, act, max_error, words):
     assert floor(func, (0, 1), max_error, act) is None
@@ -298,7 +299,8 @@ def test_unknown_floors_say_why(func, act, max_error, words):
 
 
 @pytest.mark.parametrize("kwargs", [{"max_error": -0.1}, {"max_error": float("nan")}, {"act": "GELU"},
-                                    {"domain": (1.0, 0.0)}, {"func": "cubic"}])
+                                    {"domain": (1.0, 0.0)}, {"domain": (0.0, float("inf"))},
+                                    {"domain": (0.5,)}])
 def test_bad_input_is_a_config_error(kwargs):
     args = {"func": "oscillator", "domain": (0.0, 1.0), "max_error": 0.01, "act": "ReLU", **kwargs}
     with pytest.raises(ConfigError):

@@ -12,7 +12,7 @@ import pytest
 from helpers.recorded import FAILED, RECORDED_ID, copy_recorded
 
 from funcapprox.config import TrainConfig, settings_to_params
-from funcapprox.errors import ExperimentError
+from funcapprox.errors import ConfigError, ExperimentError
 from funcapprox.importance import BINS, EXACT, FANOVA, importance, summary
 from funcapprox.nni.store import load_experiment
 from funcapprox.results import Experiment, RunMeta, TrialRecord
@@ -81,6 +81,7 @@ def test_fanova_agrees_with_the_exact_shares_on_a_full_grid():
     exp = experiment(stage_one(additive), ("act", "lr", "optimizer", "loss"))
     exact, forest = importance(exp), importance(exp, method="fanova")
     assert forest.method == FANOVA and not forest.exact and "estimates" in forest.note
+    assert "not a full grid" not in forest.note
     for effect in exact.effects:
         assert forest.effect(effect.setting).share == pytest.approx(effect.share, abs=0.05)
     assert [e.setting for e in forest.effects][:2] == ["act", "optimizer"]
@@ -142,8 +143,8 @@ def test_hidden_sizes_count_as_one_setting_per_layer():
     assert [level.value for level in result.effect("hidden_size_3").levels] == [0, 4, 8, 16, 32]
 
 
-def test_the_recorded_store():
-    experiment = load_experiment(copy_recorded(Path.cwd()), RECORDED_ID)
+def test_the_recorded_store(tmp_path):
+    experiment = load_experiment(copy_recorded(tmp_path), RECORDED_ID)
     result = importance(experiment)
     succeeded = experiment.succeeded()
     failed = [t for t in experiment.trials if t.trial_id in FAILED]
@@ -167,5 +168,5 @@ def test_a_metric_that_does_not_vary_explains_nothing():
 def test_no_metric_at_all_is_an_error():
     with pytest.raises(ExperimentError, match="no trial with a metric"):
         importance(experiment([(dict(act=a), None) for a in ACTS], ("act",)))
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ConfigError, match="method"):
         importance(experiment([(dict(act="ReLU"), 1.0)], ("act",)), method="anova")
