@@ -360,6 +360,7 @@ def _dry_run(plan) -> None:
 def _smallest_lines(experiment, max_error: float) -> list[str]:
     """The smallest network within `max_error`, how many of its seeds reached it, and how close the next
     smaller network of its depth came."""
+    from .floor import floor_text
     from .views.pareto import closest_miss, seeds_within, smallest_within
     from .widths import wilson
 
@@ -380,7 +381,9 @@ def _smallest_lines(experiment, max_error: float) -> list[str]:
     miss = closest_miss(experiment.trials, found.trial, max_error)
     if miss is not None:
         lines.append(f"the next smaller of its depth did not: {what(miss)}")
-    return lines
+    params = found.trial.params
+    return [*lines, floor_text(params.get("func"), params.get("domain", (0.0, 1.0)), max_error,
+                               params.get("act", "ReLU"))]
 
 
 def _print_outcome(outcome, keep_ui: bool) -> None:

@@ -539,3 +539,18 @@ def test_out_is_not_replaced_unless_asked(tmp_path):
     assert out.read_text() == "mine"
     assert write_report(workdir, out=out) == out  # replace=True, the default: the experiment's own files
     assert Page(out.read_text()).section_ids == SECTION_IDS
+
+
+def test_the_size_against_error_plot_draws_the_provable_floor_where_it_is_known():
+    import numpy as np
+
+    from funcapprox.floor import floor
+    from funcapprox.views.plot import floor_curve
+
+    errors = np.array([0.001, 0.01, 0.1])
+    needed, levels, label = floor_curve("oscillator", (0.0, 1.0), "LeakyReLU", errors)
+    assert levels.min() < 0.001 and levels.max() > 0.1 and "LeakyReLU" in label
+    assert list(needed) == [floor("oscillator", (0.0, 1.0), float(e), "LeakyReLU").needed_params for e in levels]
+    assert list(needed) == sorted(needed, reverse=True)  # a looser max error never needs more
+    assert floor_curve("oscillator", (0.0, 1.0), "Tanh", errors) is None
+    assert floor_curve("sin(6*x)", (0.0, 1.0), "ReLU", errors) is None

@@ -183,9 +183,23 @@ class ParetoData(NamedTuple):
     front_error: np.ndarray
     front_labels: list[str]  # the front's architectures
     marks: list[tuple[str, int, float]]  # (what, parameters, max error) of trials to point out
+    floor: tuple[np.ndarray, np.ndarray, str] | None = None  # (fewest parameters, max error, label): floor.py
 
 
-def pareto_data(trials: Sequence, marks: dict | None = None) -> ParetoData:
+def floor_curve(func: str, domain, act: str, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """The provable fewest parameters of one hidden layer against the max error, over the range of `errors`;
+    None where funcapprox does not know the floor (floor.py)."""
+    from ..floor import floor
+
+    errors = errors[np.isfinite(errors) & (errors > 0)]
+    if not len(errors) or floor(func, domain, float(errors.min()), act) is None:
+        return None
+    levels = np.geomspace(errors.min() / 2, errors.max() * 2, 40)
+    needed = np.array([floor(func, domain, float(e), act).needed_params for e in levels], dtype=float)
+    return needed, levels, f"provable floor: one layer of {act} units"
+
+
+def pareto_data(trials: Sequence, marks: dict | None = None, floor=None) -> ParetoData:
     """Max error against parameter count from TrialRecords; `marks` maps a label to a trial to point out."""
     from .pareto import measured, pareto_front
 
@@ -199,6 +213,7 @@ def pareto_data(trials: Sequence, marks: dict | None = None) -> ParetoData:
         [t.arch for t in front],
         [(label, t.n_params, t.max_error) for label, t in (marks or {}).items()
          if t.n_params is not None and t.max_error is not None],
+        floor,
     )
 
 
@@ -217,6 +232,9 @@ def draw_pareto(data: ParetoData, title: str = "max error against network size")
               {"marker": "o", "s": 150, "facecolor": "none", "edgecolor": "tab:blue", "linewidths": 2}]
     for (label, x, y), style in zip(data.marks, styles * len(data.marks)):
         ax.scatter([x], [y], label=label, zorder=5, **style)
+    if data.floor is not None:  # no network left of it reaches that max error
+        needed, levels, label = data.floor
+        ax.step(needed, levels, where="pre", color="black", lw=1.2, ls="--", label=label, zorder=3)
     ax.set_xscale("log")
     # Plain counts at 1, 2 and 5 times powers of ten: readable however narrow the range.
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -226,7 +244,7 @@ def draw_pareto(data: ParetoData, title: str = "max error against network size")
     if len(errors) and errors.max() / errors.min() > 20:  # errors spanning decades: a log axis keeps them apart
         ax.set_yscale("log")
     ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("max error on [0, 1]")
+    ax.set_ylabel("max error")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="best")

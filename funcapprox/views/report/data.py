@@ -410,7 +410,9 @@ def near_best(best: TrialRecord, front: list[TrialRecord]) -> NearBest:
 
 
 def pareto(experiment: Experiment, near: NearBest, front: list[TrialRecord]) -> Pareto:
-    from ..plot import pareto_data
+    import numpy as np
+
+    from ..plot import floor_curve, pareto_data
 
     best, small = near.best, near.small
     marks = {f"best metric ({best.trial_id})": best}
@@ -419,7 +421,10 @@ def pareto(experiment: Experiment, near: NearBest, front: list[TrialRecord]) -> 
     rows = [FrontRow(t, [note for note, who in (("best metric", best), (f"smallest within {NEAR_BEST:g}×", small))
                          if who is not None and who.trial_id == t.trial_id]) for t in front]
     sizes = {t.n_params for t in experiment.succeeded()}
-    return Pareto(pareto_data(experiment.trials, marks), rows, len(sizes) == 1)
+    errors = np.array([t.max_error for t in experiment.succeeded() if t.max_error is not None], dtype=float)
+    floor = floor_curve(best.params.get("func"), best.params.get("domain", DEFAULT_DOMAIN),
+                        best.params.get("act", "ReLU"), errors)
+    return Pareto(pareto_data(experiment.trials, marks, floor), rows, len(sizes) == 1)
 
 
 def params(experiment: Experiment) -> Params:
