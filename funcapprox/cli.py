@@ -357,6 +357,22 @@ def _dry_run(plan) -> None:
     click.echo((config_file.parent / "search_space.json").read_text())
 
 
+def _print_importance(experiment, fmt: str) -> None:
+    from .importance import importance
+    from .views.report.data import as_text
+
+    result = _library_call(importance, experiment)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        return
+    click.echo(f"experiment {experiment.id}: what matters ({result.method}, {result.n} trials"
+               + (f"; {result.note}" if result.note else "") + ")")
+    rows = [[e.name, f"{e.share:.1%}", f"{as_text(e.best)} ({_fmt(e.best_mean, '.3f')})",
+             f"{as_text(e.worst)} ({_fmt(e.worst_mean, '.3f')})"] for e in result.effects]
+    rows.append(["interactions", f"{result.interactions_share:.1%}", "", ""])
+    _print_rows(["setting", "share", "best value (mean metric)", "worst value (mean metric)"], rows)
+
+
 def _smallest_lines(experiment, max_error: float) -> list[str]:
     """The smallest network within `max_error`, how many of its seeds reached it, and how close the next
     smaller network of its depth came."""
@@ -479,8 +495,10 @@ def _print_rows(headers: list[str], rows: list[list]) -> None:
               help="With --pareto: the accuracy measure of the front.")
 @click.option("--smallest", is_flag=True, help="The smallest network that reaches --max-error, in one line.")
 @click.option("--max-error", type=click.FloatRange(min=0, min_open=True), help="The target for --smallest.")
+@click.option("--importance", is_flag=True,
+              help="Each searched setting's share of the metric's variance, with its best and worst value.")
 @workdir_option
-def results(experiment_id, top, fmt, pareto, by, smallest, max_error, workdir):
+def results(experiment_id, top, fmt, pareto, by, smallest, max_error, importance, workdir):
     """Rank an experiment's trials, read from NNI's store (the manager need not run).
 
     Examples: funcapprox results --top 10; funcapprox results --pareto; funcapprox results --smallest --max-error 0.006
@@ -493,6 +511,9 @@ def results(experiment_id, top, fmt, pareto, by, smallest, max_error, workdir):
     experiment = _library_call(load_experiment, workdir.resolve(), experiment_id)
     if smallest and max_error is None and not (experiment.meta.tuner_args or {}).get("max_error"):
         raise click.UsageError("--smallest needs --max-error (only a --stage smallest experiment has its own)")
+    if importance:
+        _print_importance(experiment, fmt)
+        return
     if smallest:
         max_error = max_error if max_error is not None else (experiment.meta.tuner_args or {}).get("max_error")
         for line in _library_call(_smallest_lines, experiment, max_error):

@@ -554,3 +554,17 @@ def test_the_size_against_error_plot_draws_the_provable_floor_where_it_is_known(
     assert list(needed) == sorted(needed, reverse=True)  # a looser max error never needs more
     assert floor_curve("oscillator", (0.0, 1.0), "Tanh", errors) is None
     assert floor_curve("sin(6*x)", (0.0, 1.0), "ReLU", errors) is None
+
+
+def test_what_matters_lists_each_searched_setting_with_its_share(recorded):
+    from funcapprox.importance import importance
+    from funcapprox.nni.store import load_experiment
+
+    workdir, _, text = recorded
+    expected = importance(load_experiment(workdir, RECORDED_ID))
+    section = text[text.index('<section id="importance">'):]
+    section = section[: section.index("</section>")]
+    assert expected.method in section
+    for effect in expected.effects:
+        assert f"<td>{effect.name}</td><td class=num>{effect.share:.1%}</td>" in section
+    assert f"{expected.interactions_share:.1%}" in section

@@ -654,3 +654,21 @@ def test_remote_machines_with_reuse_true_are_refused_before_anything_starts(work
     assert result.exit_code == 2 and "reuse: true is not supported" in result.output
     result = invoke("search", "--stage", "nonarch", "--machines", machines, "--workdir", workdir)
     assert result.exit_code == 2 and "--platform remote and --machines FILE go together" in result.output
+
+
+def test_results_importance_is_a_table_and_json(workdir):
+    from funcapprox.importance import importance
+    from funcapprox.nni.store import load_experiment
+
+    expected = importance(load_experiment(workdir, RECORDED_ID))
+    table = invoke("results", "--importance", "--experiment", RECORDED_ID, "--workdir", workdir)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"experiment {RECORDED_ID}: what matters ({expected.method}")
+    assert [line.split()[0] for line in lines[2:]] == [e.name for e in expected.effects] + ["interactions"]
+    assert f"{expected.effects[0].share:.1%}" in lines[2]
+    data = json.loads(invoke("results", "--importance", "--format", "json", "--experiment", RECORDED_ID,
+                             "--workdir", workdir).stdout)
+    assert [e["name"] for e in data["effects"]] == [e.name for e in expected.effects]
+    assert sum(e["share"] for e in data["effects"]) + data["interactions_share"] == pytest.approx(1.0, abs=1e-9) \
+        or data["method"] != "exact main effects on a full grid"

@@ -328,6 +328,7 @@ class ReportData(NamedTuple):
     pareto: Pareto
     parallel: dict[str, Any]
     params: Params
+    importance: Any  # importance.Importance, or the reason there is none (str)
     history: History
     failures: list[TrialRecord]  # finished without a metric
     ranked: list[TrialRecord]  # every trial, best first
@@ -345,6 +346,7 @@ def report_data(experiment: Experiment) -> ReportData:
         pareto=pareto(experiment, near, front),
         parallel=parallel_data(experiment),
         params=params(experiment),
+        importance=what_matters(experiment),
         history=history(experiment, searched),
         failures=[t for t in experiment.trials if finished_without_metric(t)],
         ranked=list(experiment.ranked()),
@@ -436,6 +438,16 @@ def params(experiment: Experiment) -> Params:
     panels = [MetricByValue(s.name, [r.label for r in s.rows], [np.array(r.metrics) for r in s.rows],
                             [r.failed for r in s.rows]) for s in summaries]
     return Params(summaries, panels)
+
+
+def what_matters(experiment: Experiment) -> Any:
+    """Each searched setting's share of the metric's variance (importance.py), or why there is none."""
+    from ...importance import importance
+
+    try:
+        return importance(experiment)
+    except FuncApproxError as exc:
+        return str(exc)
 
 
 def history(experiment: Experiment, searched: list[str]) -> History:

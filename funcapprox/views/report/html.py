@@ -38,7 +38,8 @@ REPORT_FILE = "report.html"
 CSS_FILE, SCRIPT_FILE = "report.css", "report.js"  # beside this module, package data
 SECTIONS = (
     ("summary", "Summary"), ("best", "Best fit"), ("pareto", "Size against error"),
-    ("parallel", "Parallel coordinates"), ("params", "Parameters"), ("history", "History"),
+    ("parallel", "Parallel coordinates"), ("params", "Parameters"), ("importance", "What matters"),
+    ("history", "History"),
     ("failures", "Failures"), ("trials", "All trials"),
 )
 METRIC_NOTE = ("metric = −log10 of the RMS error on the 101-point grid x = 0, 0.01, …, 1, the worst of the last "
@@ -81,6 +82,7 @@ def render_report(experiment: Experiment) -> str:
         _pareto(o, data.pareto),
         _parallel(data.parallel),
         _params(data.params),
+        _importance(data.importance),
         _history(data.history),
         _failures(data.failures, o),
         _trials(data.ranked, o.searched),
@@ -271,6 +273,23 @@ medians lie furthest apart come first.</p>
 <div class="cards">
 {chr(10).join(cards)}
 </div>
+</section>"""
+
+
+def _importance(result) -> str:
+    if isinstance(result, str) or not result.effects:
+        why = result if isinstance(result, str) else "nothing was searched"
+        return f'<section id="importance"><h2>What matters</h2><p>{_e(why)}.</p></section>'
+    rows = [[e.name, f"{e.share:.1%}", as_text(e.best), _fmt(e.best_mean, ".3f"), as_text(e.worst),
+             _fmt(e.worst_mean, ".3f")] for e in result.effects]
+    rows.append(["interactions (and noise)", f"{result.interactions_share:.1%}", "", "", "", ""])
+    note = f"<p class='note'>{_e(result.note)}.</p>" if result.note else ""
+    return f"""<section id="importance">
+<h2>What matters</h2>
+<p>The share of the final metric's variance each searched setting explains on its own ({_e(result.method)},
+{result.n} trials), with the values of the highest and lowest mean metric.</p>
+{note}
+{_table(["setting", "share", "best value", "its mean", "worst value", "its mean"], rows, numeric={1, 3, 5})}
 </section>"""
 
 
