@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from itertools import combinations, product
 from typing import NamedTuple
 
@@ -205,6 +206,7 @@ class Polyline:
         return Polyline(tuple(p[0] for p in points), tuple(p[1] for p in points))
 
 
+@lru_cache(maxsize=32)  # immutable, and the report asks for one domain many times
 def oscillator_polyline(domain: tuple[float, float] = DEFAULT_DOMAIN) -> Polyline:
     """The oscillator on `domain`, from its knots (funcapprox.targets); outside [0, 1] it carries on
     along its first and last segments, as targets.oscillator does."""
@@ -320,6 +322,7 @@ class OneLayer(NamedTuple):
     max_error: float  # its largest error on the target over the whole domain
 
 
+@lru_cache(maxsize=32)  # it does not depend on the max error: computed once per domain and act
 def bend_network(domain: tuple[float, float] = DEFAULT_DOMAIN, act: str = "ReLU") -> OneLayer:
     """The best network of p - 1 units, one bent on each of the oscillator's bends, on `domain`.
 
