@@ -442,7 +442,7 @@ def _progress_line():
             text += f", ETA {_duration(p.eta)}"
         if tty:
             click.echo("\r\x1b[2K" + text, nl=False, err=True)
-        elif p.elapsed - last[0] >= 30 or done == p.total:
+        elif p.elapsed - last[0] >= 30 or p.elapsed < last[0] or done == p.total:  # (a next stage starts at 0)
             last[0] = p.elapsed
             click.echo(text, err=True)
 

@@ -672,3 +672,18 @@ def test_results_importance_is_a_table_and_json(workdir):
     assert [e["name"] for e in data["effects"]] == [e.name for e in expected.effects]
     assert sum(e["share"] for e in data["effects"]) + data["interactions_share"] == pytest.approx(1.0, abs=1e-9) \
         or data["method"] != "exact main effects on a full grid"
+
+
+def test_progress_lines_go_on_into_the_next_stage(workdir, capsys):
+    """Not on a terminal a line is printed every 30 s; stage 2's clock starts again at 0."""
+    from funcapprox.cli import _progress_line
+    from funcapprox.nni.manager import Progress
+    from funcapprox.nni.store import load_experiment
+
+    experiment = load_experiment(workdir, RECORDED_ID)
+    show = _progress_line()
+    for elapsed in (0, 10, 31, 700, 0.5, 20, 35):  # stage 1, then stage 2 from 0.5 s
+        show(Progress(experiment, "RUNNING", elapsed, 99))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("| ")[-1].split(",")[0] for line in lines] == ["31s elapsed", "11m40s elapsed",
+                                                                      "0s elapsed", "35s elapsed"]
