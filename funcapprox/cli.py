@@ -376,7 +376,7 @@ def _print_importance(experiment, fmt: str) -> None:
 def _smallest_lines(experiment, max_error: float) -> list[str]:
     """The smallest network within `max_error`, how many of its seeds reached it, and how close the next
     smaller network of its depth came."""
-    from .floor import floor_text
+    from .floor import PIECEWISE_LINEAR, floor_text
     from .views.pareto import closest_miss, seeds_within, smallest_within
     from .widths import wilson
 
@@ -398,8 +398,8 @@ def _smallest_lines(experiment, max_error: float) -> list[str]:
     if miss is not None:
         lines.append(f"the next smaller of its depth did not: {what(miss)}")
     params = found.trial.params
-    return [*lines, floor_text(params.get("func"), params.get("domain", (0.0, 1.0)), max_error,
-                               params.get("act", "ReLU"))]
+    act = params.get("act") if params.get("act") in PIECEWISE_LINEAR else "ReLU"  # smooth units have no floor
+    return [*lines, floor_text(params.get("func"), params.get("domain", (0.0, 1.0)), max_error, act)]
 
 
 def _print_outcome(outcome, keep_ui: bool) -> None:
