@@ -8,12 +8,20 @@ with ATen's fused backward kernels, and the optimizers update the flat buffer in
 a handful of in-place operations that follow torch.optim's single-tensor code
 line for line. tests/test_engine.py checks gradients against autograd and
 updates against torch.optim.
+
+Several copies of one architecture train as one batched step: several seeds of one
+configuration (train.py), or several configurations that share what a step must share
+(group.py): then each copy has its own loss and learning rate, computed as its run alone
+computes them, and no operation mixes copies, so a copy's numbers do not depend on the others
+beside it (tests/test_group.py); against its run alone they differ only where MKL's batched
+matrix products round differently from its 2-D ones.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from copy import deepcopy
+from typing import Callable, Sequence
 
 import torch
 
@@ -57,6 +65,43 @@ def _loss_grad(name: str, scale: torch.Tensor = ONE) -> Callable[[torch.Tensor, 
     raise ValueError(f"unknown loss {name!r}")
 
 
+# The loss gradient per element, unreduced: reduction "none" with grad_output = 1/batch is the same
+# arithmetic, bit for bit, as reduction "mean" on one copy's batch (ATen computes 2/n · d there, and
+# 2 · d · (1/n) here: 2/n rounds to exactly twice 1/n), whatever the number of copies beside it.
+_UNREDUCED = 0
+_LOSS_GRAD_INTO = {
+    "MSELoss": lambda go, out, y, into: aten.mse_loss_backward.grad_input(go, out, y, _UNREDUCED, grad_input=into),
+    "SmoothL1Loss": lambda go, out, y, into: aten.smooth_l1_loss_backward.grad_input(
+        go, out, y, _UNREDUCED, 1.0, grad_input=into),
+}
+
+
+def _per_copy_loss_grad(losses: Sequence[str]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """d(each copy's own mean loss)/d(its output) for outputs of shape (copies, n, 1), copy r taking
+    losses[r]; one kernel per run of neighbouring copies with the same loss."""
+    for name in losses:
+        if name not in _LOSS_GRAD_INTO:
+            raise ValueError(f"unknown loss {name!r}")
+    runs: list[tuple[str, int, int]] = []  # (loss, first copy, last copy + 1)
+    for r, name in enumerate(losses):
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1], r + 1)
+        else:
+            runs.append((name, r, r + 1))
+    inverse: dict[int, torch.Tensor] = {}  # a copy's batch size → 1/size, as float32
+
+    def grad(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        size = out[0].numel()
+        if size not in inverse:
+            inverse[size] = torch.tensor(1.0 / size)
+        g = torch.empty_like(out)
+        for name, first, stop in runs:
+            _LOSS_GRAD_INTO[name](inverse[size], out[first:stop], y[first:stop], g[first:stop])
+        return g
+
+    return grad
+
+
 class FlatMLP:
     """One MLP, or several copies of one architecture (one per seed), whose parameters and
     gradients each live in one flat buffer.
@@ -65,11 +110,19 @@ class FlatMLP:
     several copies each layer is one (copies, out, in) block and a step is the same few
     batched operations whatever the count. Every copy's own tensors become views of the
     buffer, so each model stays a usable nn.Module. One copy keeps plain 2-D operations.
+
+    `loss` is one name for every copy, or one name per copy: then each copy's loss is the mean over
+    its own batch computed exactly as for that copy alone, the step is batched even for one copy,
+    and `copy_of` tells the optimizers (with a learning rate per copy) which copy owns each element.
     """
 
-    def __init__(self, models: MLP | list[MLP], loss: str) -> None:
+    def __init__(self, models: MLP | list[MLP], loss: str | Sequence[str]) -> None:
         models = models if isinstance(models, list) else [models]
         n = len(models)
+        per_copy = not isinstance(loss, str)
+        if per_copy and len(loss) != n:
+            raise ValueError(f"{len(loss)} losses for {n} copies")
+        self.models, self.losses = models, (list(loss) if per_copy else [loss] * n)
         per_model = [list(m.parameters()) for m in models]  # [copy][w0, b0, w1, b1, …]
         total = sum(p.numel() for p in per_model[0]) * n
         self.params = torch.empty(total)
@@ -85,17 +138,53 @@ class FlatMLP:
             blocks.append(block if n > 1 else block[0])
             grad_blocks.append(grad_block if n > 1 else grad_block[0])
             offset += size
-        self.batched = n > 1
+        self.batched = n > 1 or per_copy
+        self.block_sizes = [p.numel() for p in per_model[0]]  # one copy's elements in each block
+        self._copy_of: torch.Tensor | None = None
+        if per_copy and n == 1:  # blocks were made 2-D above for one copy; a per-copy net keeps the copies axis
+            blocks = [b.unsqueeze(0) for b in blocks]
+            grad_blocks = [g.unsqueeze(0) for g in grad_blocks]
         self.weights, self.biases = blocks[0::2], blocks[1::2]
         if self.batched:
             self.biases = [b.unsqueeze(1) for b in self.biases]  # (copies, 1, out): broadcast over the batch
         self.weights_t = [w.transpose(-2, -1) for w in self.weights]
         self.weight_grads, self.bias_grads = grad_blocks[0::2], grad_blocks[1::2]
         self.act, self.act_backward = _activation(models[0].act_name)
-        # ATen's mean runs over every copy's batch; each copy's loss is the mean over its own.
-        self.loss_grad = _loss_grad(loss, scale=torch.tensor(float(n)) if self.batched else ONE)
+        if per_copy:
+            self.loss_grad = _per_copy_loss_grad(self.losses)
+        else:
+            # ATen's mean runs over every copy's batch; each copy's loss is the mean over its own.
+            self.loss_grad = _loss_grad(loss, scale=torch.tensor(float(n)) if self.batched else ONE)
         self.output_act = models[0].output_act
         self.matmul, self.matmul_add = (torch.bmm, torch.baddbmm) if self.batched else (torch.mm, torch.addmm)
+
+    @property
+    def copy_of(self) -> torch.Tensor:
+        """The copy each element of `params` belongs to, shape (numel,): block k is copy 0's elements
+        of parameter k, then copy 1's, … (the layer-major layout)."""
+        if self._copy_of is None:
+            copies = torch.arange(len(self.models))
+            self._copy_of = torch.cat([copies.repeat_interleave(size) for size in self.block_sizes])
+        return self._copy_of
+
+    def subset(self, keep: Sequence[int]) -> tuple[FlatMLP, torch.Tensor]:
+        """A per-copy net of the copies `keep`, in that order, each with its loss and parameters, and
+        the positions in this net's buffer of the new net's elements (to carry optimizer state over).
+        A copy named twice is trained twice: the second time as a twin, a deep copy of its model.
+        The copies left out keep their models, which still read this (no longer updated) buffer."""
+        if not keep or not all(0 <= r < len(self.models) for r in keep):
+            raise ValueError(f"keep must name copies 0 to {len(self.models) - 1}, not {list(keep)!r}")
+        seen: set[int] = set()
+        models = []
+        for r in keep:
+            models.append(deepcopy(self.models[r]) if r in seen else self.models[r])
+            seen.add(r)
+        rows = torch.tensor(list(keep))
+        elements, offset = [], 0
+        for size in self.block_sizes:  # block k of the new net: its copies' rows of block k, in order
+            elements.append((offset + rows[:, None] * size + torch.arange(size)).reshape(-1))
+            offset += size * len(self.models)
+        return FlatMLP(models, [self.losses[r] for r in keep]), torch.cat(elements)
 
     def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         """Output for x of shape (n, 1), or (copies, n, 1) with copy r seeing x[r];
@@ -134,19 +223,57 @@ class FlatMLP:
                 g = self.matmul(g, self.weights[k])
 
 
-class SGD:
-    def __init__(self, params: torch.Tensor, lr: float) -> None:
-        self.params, self.lr = params, lr
+def _per_element(values: torch.Tensor, copy_of: torch.Tensor) -> torch.Tensor:
+    """Per-copy values (float64, computed as the scalar a copy alone would use) rounded to float32 as
+    ATen rounds a scalar, spread over each copy's elements of the flat buffer."""
+    return values.to(torch.float32).index_select(0, copy_of)
+
+
+class _PerCopy:
+    """What the optimizers share when `lr` is per copy: a float64 tensor of shape (copies,), `copy_of`
+    the copy of each element (FlatMLP.copy_of). Set `lr` to a new tensor to change it."""
+
+    state: tuple[str, ...] = ()
+
+    def _per_copy(self, lr, copy_of: torch.Tensor | None):
+        self.copy_of = copy_of
+        if copy_of is None:
+            return lr
+        lr = torch.as_tensor(lr, dtype=torch.float64)
+        copies = int(copy_of.max()) + 1
+        if lr.shape != (copies,):
+            raise ValueError(f"a learning rate per copy needs shape ({copies},), not {tuple(lr.shape)}")
+        return lr
+
+    def subset(self, params: torch.Tensor, copy_of: torch.Tensor, elements: torch.Tensor,
+               keep: Sequence[int]) -> None:
+        """Carry on with the copies `keep` in a new buffer (FlatMLP.subset gives `elements`)."""
+        if self.copy_of is None:
+            raise ValueError("subset needs a learning rate per copy")
+        for name in self.state:
+            setattr(self, name, getattr(self, name)[elements])
+        self.params, self.copy_of, self.lr = params, copy_of, self.lr[list(keep)]
+
+
+class SGD(_PerCopy):
+    def __init__(self, params: torch.Tensor, lr, copy_of: torch.Tensor | None = None) -> None:
+        self.params, self.lr = params, self._per_copy(lr, copy_of)
 
     def step(self, grads: torch.Tensor) -> None:
-        self.params.add_(grads, alpha=-self.lr)
+        if self.copy_of is None:
+            self.params.add_(grads, alpha=-self.lr)
+        else:  # one rounding, as add_ with alpha
+            self.params.addcmul_(grads, _per_element(-self.lr, self.copy_of))
 
 
-class Adam:
+class Adam(_PerCopy):
     """torch.optim.Adam's single-tensor update with its defaults (betas 0.9, 0.999; eps 1e-8)."""
 
-    def __init__(self, params: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params, self.lr, self.eps = params, lr, eps
+    state = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: torch.Tensor, lr, betas=(0.9, 0.999), eps: float = 1e-8,
+                 copy_of: torch.Tensor | None = None) -> None:
+        self.params, self.lr, self.eps = params, self._per_copy(lr, copy_of), eps
         self.beta1, self.beta2 = betas
         self.exp_avg = torch.zeros_like(params)
         self.exp_avg_sq = torch.zeros_like(params)
@@ -159,24 +286,37 @@ class Adam:
         step_size = self.lr / (1 - self.beta1**self.steps)
         correction2_sqrt = math.sqrt(1 - self.beta2**self.steps)
         denom = (self.exp_avg_sq.sqrt() / correction2_sqrt).add_(self.eps)
-        self.params.addcdiv_(self.exp_avg, denom, value=-step_size)
+        if self.copy_of is None:
+            self.params.addcdiv_(self.exp_avg, denom, value=-step_size)
+        else:  # addcdiv_ computes value · exp_avg / denom: the same product first, then the quotient
+            self.params.addcdiv_(self.exp_avg * _per_element(-step_size, self.copy_of), denom)
 
 
-class RMSprop:
+class RMSprop(_PerCopy):
     """torch.optim.RMSprop's update with its defaults (alpha 0.99, eps 1e-8, no momentum)."""
 
-    def __init__(self, params: torch.Tensor, lr: float, alpha: float = 0.99, eps: float = 1e-8) -> None:
-        self.params, self.lr, self.alpha, self.eps = params, lr, alpha, eps
+    state = ("square_avg",)
+
+    def __init__(self, params: torch.Tensor, lr, alpha: float = 0.99, eps: float = 1e-8,
+                 copy_of: torch.Tensor | None = None) -> None:
+        self.params, self.lr, self.alpha, self.eps = params, self._per_copy(lr, copy_of), alpha, eps
         self.square_avg = torch.zeros_like(params)
 
     def step(self, grads: torch.Tensor) -> None:
         self.square_avg.mul_(self.alpha).addcmul_(grads, grads, value=1 - self.alpha)
         avg = self.square_avg.sqrt().add_(self.eps)
-        self.params.addcdiv_(grads, avg, value=-self.lr)
+        if self.copy_of is None:
+            self.params.addcdiv_(grads, avg, value=-self.lr)
+        else:
+            self.params.addcdiv_(grads * _per_element(-self.lr, self.copy_of), avg)
 
 
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "RMSprop": RMSprop}
 
 
-def make_optimizer(name: str, params: torch.Tensor, lr: float):
-    return OPTIMIZERS[name](params, lr)
+def make_optimizer(name: str, params: torch.Tensor, lr, copy_of: torch.Tensor | None = None):
+    """An optimizer over the flat buffer `params`: one learning rate (a float), or with `copy_of`
+    (FlatMLP.copy_of) one per copy, a (copies,) tensor or sequence."""
+    if copy_of is None:
+        return OPTIMIZERS[name](params, lr)
+    return OPTIMIZERS[name](params, lr, copy_of=copy_of)

@@ -1,0 +1,189 @@
+"""Train several configurations as one batched step: the trials of a search that belong together.
+
+A trial of the study's grid trains for about as long as NNI takes to start one, so the search is
+bound by per-step overhead, not arithmetic. Configurations that share everything a step must share
+(group_key: the architecture, activation, optimizer, function, epochs, samples, batch, …) train here
+as the copies of one FlatMLP (engine.py), each copy with its own learning rate and schedule, loss,
+initialisation and seed. Every copy computes exactly what its run alone computes: its init and data
+come from its own seed, its loss is the mean over its own batch, its optimizer state and step size are
+its own, and no operation mixes copies (tests/test_group.py compares each copy with its solo run).
+So copy r's numbers depend on its configuration only, never on which others share its step.
+
+A configuration whose network diverges stops at that evaluation, as alone; the others go on without
+it (the net is rebuilt from the copies left). A lone copy trains beside a twin (a copy of itself,
+never reported): MKL multiplies a batch of one matrix with other kernels (gemv for the 1-wide output
+layer) than a batch of several, whose results per copy do not depend on their number or order.
+Knows nothing of NNI: the warm worker gathers trials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from copy import deepcopy
+from typing import Callable, Sequence
+
+import torch
+
+from .config import TrainConfig, field_names
+from .engine import FlatMLP, make_optimizer
+from .model import build_model
+from .train import EVAL_EVERY, Evaluation, Evaluator, TrainResult, _draw, lr_at
+
+__all__ = ["PER_COPY", "Stop", "group_key", "groups", "train_group"]
+
+# The settings each copy of a batched step may have for itself; every other setting (including any
+# added later) must be equal for configurations to share a step.
+PER_COPY = frozenset({"lr", "lr_schedule", "loss", "seed", "seeds", "init"})
+
+
+class Stop(Exception):
+    """Raised by train_group's `on_eval` to stop that one configuration; the others go on."""
+
+
+def group_key(config: TrainConfig) -> tuple:
+    """Configurations with equal keys can train as one batched step: every setting but PER_COPY,
+    as (name, value) pairs."""
+    return tuple((name, getattr(config, name)) for name in field_names() if name not in PER_COPY)
+
+
+def groups(configs: Sequence[TrainConfig], max_copies: int | None = None) -> list[list[int]]:
+    """Indices of `configs` by group_key, in order of first appearance; with `max_copies`, a group is
+    cut into consecutive parts of at most that many copies (a configuration with seeds=N is N copies)."""
+    by_key: dict[tuple, list[list[int]]] = {}
+    for i, config in enumerate(configs):
+        parts = by_key.setdefault(group_key(config), [[]])
+        size = sum(configs[j].seeds for j in parts[-1])
+        if parts[-1] and max_copies is not None and size + config.seeds > max_copies:
+            parts.append([])
+        parts[-1].append(i)
+    return [part for parts in by_key.values() for part in parts]
+
+
+def _check_one_group(configs: Sequence[TrainConfig]) -> None:
+    first = dict(group_key(configs[0]))
+    for config in configs[1:]:
+        differ = [name for name, value in group_key(config) if first[name] != value]
+        if differ:
+            raise ValueError(f"configurations that differ in {', '.join(differ)} cannot share a batched step")
+
+
+def _diverged_message(config: TrainConfig, epoch: int, bad_seeds: list[int]) -> str:
+    """train.train's message for the same divergence."""
+    return (f"training diverged at epoch {epoch}: the network output became NaN or infinite "
+            f"(try a smaller learning rate than {config.lr:g})"
+            + (f"; seed {bad_seeds[0]}" if config.seeds > 1 else ""))
+
+
+def train_group(
+    configs: Sequence[TrainConfig],
+    on_eval: Callable[[int, Evaluation], None] | None = None,
+    threads: int | None = 1,
+) -> list[TrainResult | None]:
+    """Train `configs` (one group_key) as one batched step; for each, the TrainResult train.train gives.
+
+    `on_eval(i, evaluation)` follows every evaluation of configs[i] (its `last`, as train's on_eval);
+    raising Stop there stops configs[i] alone, whose result is then None. Any other exception stops all.
+    `seconds` of a result is the wall time from the start until that configuration finished.
+    """
+    configs = list(configs)
+    if not configs:
+        return []
+    _check_one_group(configs)
+    if threads:
+        torch.set_num_threads(threads)
+    first = configs[0]
+    # Copies ordered by loss, so each loss is one kernel over neighbouring copies; a config's seeds in order.
+    order = sorted(range(len(configs)), key=lambda i: configs[i].loss)
+    copies = [(i, configs[i].seed + r) for i in order for r in range(configs[i].seeds)]  # (config, seed)
+    models = []
+    for i, seed in copies:
+        torch.manual_seed(seed)  # model init: as the run of that seed alone
+        models.append(build_model(configs[i]))
+    results = [TrainResult(config, [], [[] for _ in range(config.seeds)]) for config in configs]
+    for (i, _), model in zip(copies, models):
+        results[i].models.append(model)
+    data_rngs = {seed: torch.Generator().manual_seed(seed) for _, seed in copies}  # one per seed, as alone
+
+    active = list(range(len(copies))) * (2 if len(copies) == 1 else 1)  # the copy each of the net's is; a twin
+    net = FlatMLP([models[0], deepcopy(models[0])] if len(copies) == 1 else models,
+                  [configs[copies[c][0]].loss for c in active])
+    schedules = [(configs[i].lr_schedule, configs[i].lr) for i, _ in copies]
+    scheduled = any(schedule != "constant" for schedule, _ in schedules)
+
+    def learning_rates(progress: float) -> torch.Tensor:
+        """Each active copy's learning rate, as train.train sets it (one lr_at per distinct setting)."""
+        rates = {s: lr_at(*s, progress) if s[0] != "constant" else s[1] for s in set(schedules)}
+        return torch.tensor([rates[schedules[c]] for c in active], dtype=torch.float64)
+
+    optimizer = make_optimizer(first.optimizer, net.params, learning_rates(0.0), copy_of=net.copy_of)
+    evaluate = Evaluator(first.func, first.domain)
+    if getattr(evaluate.target, "samples", None) is not None:  # its epochs are not fresh draws: not handled here
+        raise ValueError("train_group trains functions; train a data file's configurations with train.train")
+    f = evaluate.target.unit
+    live = set(range(len(configs)))
+    stopped: set[int] = set()
+    steps, total_steps = 0, first.epochs * math.ceil(first.samples / first.batch)
+    start = time.perf_counter()
+    with torch.inference_mode():  # no autograd bookkeeping: the backward pass is written out
+        for epoch in range(1, first.epochs + 1):
+            x, y = _epoch([copies[c][1] for c in active], data_rngs, first.samples, f)
+            for xb, yb in zip(x.split(first.batch, dim=-2), y.split(first.batch, dim=-2)):
+                if scheduled:
+                    optimizer.lr = learning_rates(steps / total_steps)
+                net.backward(xb, yb)
+                optimizer.step(net.grads)
+                steps += 1
+            if epoch % EVAL_EVERY != 0 and epoch != first.epochs:
+                continue
+            bad: dict[int, list[int]] = {}
+            for p, (c, evaluation) in enumerate(zip(active, evaluate(net.forward, epoch, len(active)))):
+                if c in active[:p]:
+                    continue  # a twin
+                i, seed = copies[c]
+                results[i].histories[seed - configs[i].seed].append(evaluation)
+                if not math.isfinite(evaluation.rms):
+                    bad.setdefault(i, []).append(seed)
+            finished = set()
+            for i in sorted(live):
+                result = results[i]
+                result.steps = steps
+                if i in bad:
+                    result.diverged = _diverged_message(configs[i], epoch, sorted(bad[i]))
+                    finished.add(i)
+                if on_eval is not None:
+                    try:
+                        on_eval(i, result.last)
+                    except Stop:
+                        stopped.add(i)
+                        finished.add(i)
+            if finished:
+                for i in finished:
+                    results[i].seconds = time.perf_counter() - start
+                live -= finished
+                if not live:
+                    break
+                keep = [p for p, c in enumerate(active) if copies[c][0] in live and c not in active[:p]]
+                keep *= 2 if len(keep) == 1 else 1  # a lone copy gets a twin
+                with torch.inference_mode(False):  # the models must stay ordinary tensors
+                    net, elements = net.subset(keep)
+                optimizer.subset(net.params, net.copy_of, elements, keep)
+                active = [active[p] for p in keep]
+    for i in live:
+        results[i].seconds = time.perf_counter() - start
+    return [None if i in stopped else result for i, result in enumerate(results)]
+
+
+def _epoch(seeds: list[int], rngs: dict[int, torch.Generator], samples: int,
+           f: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """An epoch's (x, y), (copies, samples, 1), copy r's drawn from the generator of seeds[r]: one draw
+    per distinct seed, as its runs alone each draw it (copies of one seed share it)."""
+    drawn = {}
+    for seed in seeds:
+        if seed not in drawn:
+            x = _draw([rngs[seed]], samples)
+            drawn[seed] = (x, f(x))
+    if len(drawn) == 1:
+        ((x, y),) = drawn.values()
+        return x.expand(len(seeds), -1, -1), y.expand(len(seeds), -1, -1)
+    return torch.stack([drawn[s][0] for s in seeds]), torch.stack([drawn[s][1] for s in seeds])
