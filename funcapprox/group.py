@@ -28,7 +28,7 @@ import torch
 from .config import TrainConfig, field_names
 from .engine import FlatMLP, make_optimizer
 from .model import build_model
-from .train import EVAL_EVERY, Evaluation, Evaluator, TrainResult, _draw, lr_at
+from .train import EVAL_EVERY, Evaluation, Evaluator, TrainResult, _draw, diverged_message, lr_at
 
 __all__ = ["PER_COPY", "Stop", "group_key", "groups", "train_group"]
 
@@ -66,13 +66,6 @@ def _check_one_group(configs: Sequence[TrainConfig]) -> None:
         differ = [name for name, value in group_key(config) if first[name] != value]
         if differ:
             raise ValueError(f"configurations that differ in {', '.join(differ)} cannot share a batched step")
-
-
-def _diverged_message(config: TrainConfig, epoch: int, bad_seeds: list[int]) -> str:
-    """train.train's message for the same divergence."""
-    return (f"training diverged at epoch {epoch}: the network output became NaN or infinite "
-            f"(try a smaller learning rate than {config.lr:g})"
-            + (f"; seed {bad_seeds[0]}" if config.seeds > 1 else ""))
 
 
 def train_group(
@@ -149,7 +142,7 @@ def train_group(
                 result = results[i]
                 result.steps = steps
                 if i in bad:
-                    result.diverged = _diverged_message(configs[i], epoch, sorted(bad[i]))
+                    result.diverged = diverged_message(configs[i], epoch, sorted(bad[i]))
                     finished.add(i)
                 if on_eval is not None:
                     try:

@@ -216,17 +216,19 @@ def train(
                     history.append(evaluation)
                 bad = [seeds[r] for r, e in enumerate(evaluations) if not math.isfinite(e.rms)]
                 if bad:
-                    result.diverged = (
-                        f"training diverged at epoch {epoch}: the network output became NaN or infinite "
-                        f"(try a smaller learning rate than {config.lr:g})"
-                        + (f"; seed {bad[0]}" if len(seeds) > 1 else "")
-                    )
+                    result.diverged = diverged_message(config, epoch, bad)
                 if on_eval is not None:
                     on_eval(result.last)
                 if result.diverged:
                     break
     result.seconds = time.perf_counter() - start
     return result
+
+
+def diverged_message(config: TrainConfig, epoch: int, bad_seeds: list[int]) -> str:
+    return (f"training diverged at epoch {epoch}: the network output became NaN or infinite "
+            f"(try a smaller learning rate than {config.lr:g})"
+            + (f"; seed {bad_seeds[0]}" if config.seeds > 1 else ""))
 
 
 def lr_at(schedule: str, base: float, progress: float) -> float:
