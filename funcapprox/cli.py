@@ -531,7 +531,8 @@ def results(experiment_id, top, fmt, pareto, by, smallest, max_error, importance
                     [[t.arch, t.n_params, _fmt(t.max_error, ".5f"), _fmt(t.metric, ".4f"), t.trial_id] for t in shown])
     else:
         counts = experiment.counts()
-        click.echo(f"experiment {experiment.id}: stage {experiment.stage}, {experiment.func}, "
+        func = function_text(experiment.func, experiment.meta.fixed.get("domain", (0.0, 1.0)))
+        click.echo(f"experiment {experiment.id}: stage {experiment.stage}, {func}, "
                    + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())))
         _print_table(shown, experiment)
         failed = [t for t in shown if t.reason]
