@@ -22,6 +22,8 @@ from .config import (
     LOSSES,
     LR_SCHEDULES,
     OPTIMIZERS,
+    REFINE_AUTO_WIDTH,
+    REFINES,
     TrainConfig,
     function_text,
     parse_hidden,
@@ -102,13 +104,16 @@ holdout_option = click.option(
               help="spread: first-layer kinks tiled over [0, 1]; default: PyTorch's (the study's).")
 @click.option("--lr-schedule", type=_choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule, show_default=True,
               help="cosine: lr decays to 0 over the run; constant: the study's.")
+@click.option("--refine", type=_choice(REFINES), default=DEFAULTS.refine, show_default=True,
+              help="After training, Levenberg–Marquardt with unit flips and swaps (refine.py); auto: on one hidden "
+                   f"layer of up to {REFINE_AUTO_WIDTH} units with a linear output, not for a data file.")
 @click.option("--output-act", is_flag=True, help="Apply the activation after the output layer too (the study's code).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder [default: runs/FUNC-TIMESTAMP]; one that holds files needs --force.")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (the whole folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
 def train(func, domain, holdout, hidden, act, optimizer, lr, loss, epochs, samples, batch, seed, seeds, init,
-          lr_schedule, output_act, out, force, as_json):
+          lr_schedule, refine, output_act, out, force, as_json):
     """Train one configuration and plot the fit.
 
     Example: funcapprox train --func oscillator --hidden 64,0,0 --act LeakyReLU --lr 0.005 --loss SmoothL1Loss
@@ -123,7 +128,7 @@ def train(func, domain, holdout, hidden, act, optimizer, lr, loss, epochs, sampl
     config = _library_call(
         TrainConfig, func=func, domain=domain, **({} if holdout is None else {"holdout": holdout}), hidden=hidden,
         act=act, optimizer=optimizer, lr=lr, loss=loss, epochs=epochs, samples=samples, batch=batch, seed=seed,
-        seeds=seeds, init=init, lr_schedule=lr_schedule, output_act=output_act,
+        seeds=seeds, init=init, lr_schedule=lr_schedule, refine=refine, output_act=output_act,
     )
     if out is not None:
         _library_call(check_run_dest, out, force)  # refused before the first line of output
@@ -140,7 +145,7 @@ def train(func, domain, holdout, hidden, act, optimizer, lr, loss, epochs, sampl
     summary = result.summary()
     if as_json:
         keys = ("status", "reason", "metric", "rms", "max_error", "max_error_x", "train_rms", "train_max_error",
-                "n_params", "seconds", *SEED_KEYS)
+                "n_params", "seconds", "refined", *SEED_KEYS)
         click.echo(json.dumps({**{k: summary[k] for k in keys if k in summary}, "run_dir": str(folder)}))
     else:
         _print_summary(summary, folder)
@@ -187,7 +192,8 @@ def _print_summary(s: dict, folder: Path) -> None:
         click.echo(f"training    rms {s['train_rms']:.6f}, max error {s['train_max_error']:.6f} on the points "
                    "it trained on")
     click.echo(f"parameters  {s['n_params']}")
-    click.echo(f"time        {s['seconds']:.2f} s ({s['steps']} optimizer steps)")
+    refined = ", then refined (refine.py)" if s.get("refined") else ""
+    click.echo(f"time        {s['seconds']:.2f} s ({s['steps']} optimizer steps{refined})")
     click.echo(f"files       {folder}/")
 
 

@@ -19,6 +19,10 @@ OPTIMIZERS = ("SGD", "Adam", "RMSprop")
 LOSSES = ("SmoothL1Loss", "MSELoss")
 INITS = ("spread", "default")  # spread: first-layer kinks tiled over [0, 1] (model.spread_init); default: PyTorch's
 LR_SCHEDULES = ("cosine", "constant")  # cosine: from lr down to 0 over the run
+# After training, refine.py's Levenberg–Marquardt (variable projection, unit flips and swaps): "auto" where it was
+# measured better (REFINE_AUTO_WIDTH), "lm" always, "none" never.
+REFINES = ("auto", "lm", "none")
+REFINE_AUTO_WIDTH = 32  # auto: one hidden layer of at most this many units, a linear output, not a data file
 DEFAULT_EPOCHS = {"square": 250, "oscillator": 1000}  # the study's budgets
 EXPRESSION_EPOCHS = 1000  # a formula of the user's: the oscillator's budget
 DEFAULT_DOMAIN = (0.0, 1.0)
@@ -169,6 +173,7 @@ class TrainConfig:
     # init="default" with lr_schedule="constant" is the study's trainer.
     init: str = "spread"
     lr_schedule: str = "cosine"
+    refine: str = "auto"
     domain: tuple[float, float] = DEFAULT_DOMAIN  # the x the function is learned on (mapped to [0, 1] inside)
     # A data file only: the share of its points held out for the metric, and the sha256 of its bytes (filled in
     # when the file is read; given, as a run's saved config gives it, the file must still hold that data).
@@ -185,6 +190,7 @@ class TrainConfig:
         set_(self, "loss", _canonical(self.loss, LOSSES, "loss"))
         set_(self, "init", _canonical(self.init, INITS, "init"))
         set_(self, "lr_schedule", _canonical(self.lr_schedule, LR_SCHEDULES, "lr_schedule"))
+        set_(self, "refine", _canonical(self.refine, REFINES, "refine"))
         set_(self, "lr", _positive_float("lr", self.lr))
         set_(self, "domain", _domain(self.domain))
         if is_data_file(func):
@@ -221,6 +227,14 @@ class TrainConfig:
         object.__setattr__(self, "data", samples.digest)
         object.__setattr__(self, "domain", samples.domain)
         object.__setattr__(self, "holdout", check_holdout(self.holdout))
+
+    @property
+    def refines(self) -> bool:
+        """Whether training ends with refine.py's refinement."""
+        if self.refine == "auto":
+            return (len(self.hidden) == 1 and self.hidden[0] <= REFINE_AUTO_WIDTH and not self.output_act
+                    and not self.is_data)
+        return self.refine == "lm"
 
     @property
     def is_data(self) -> bool:

@@ -113,6 +113,8 @@ def train_group(
     evaluate = Evaluator(first.func, first.domain)
     if getattr(evaluate.target, "samples", None) is not None:  # its epochs are not fresh draws: not handled here
         raise ValueError("train_group trains functions; train a data file's configurations with train.train")
+    if any(config.refines for config in configs):  # refine.py's last phase runs one network at a time
+        raise ValueError("train_group does not refine; train configurations that refine with train.train")
     f = evaluate.target.unit
     live = set(range(len(configs)))
     stopped: set[int] = set()

@@ -42,6 +42,7 @@ class TrainResult:
     seconds: float = 0.0  # wall time of the training loop, evaluations included
     steps: int = 0  # optimizer steps taken
     diverged: str | None = None  # why training stopped early, if it did
+    refined: bool = False  # the networks were refined after training (refine.py): their last evaluation is final
 
     @property
     def ok(self) -> bool:
@@ -50,6 +51,8 @@ class TrainResult:
     def seed_metric(self, replica: int) -> float | None:
         """The study's final result for one seed: the worst of its last FINAL_WINDOW evaluations."""
         finite = [e.metric for e in self.histories[replica] if math.isfinite(e.metric)]
+        if self.refined and finite:  # the refined network is the one kept, whatever training's last steps did
+            return finite[-1]
         return min(finite[-FINAL_WINDOW:]) if finite else None
 
     @property
@@ -97,6 +100,7 @@ class TrainResult:
             "epochs": last.epoch if last else 0,
             "steps": self.steps,
             "seconds": round(self.seconds, 3),
+            **({"refined": True} if self.refined else {}),
         }
         if len(self.models) > 1 and self.ok:
             metrics = [self.seed_metric(r) for r in range(len(self.models))]
@@ -221,8 +225,27 @@ def train(
                     on_eval(result.last)
                 if result.diverged:
                     break
+    if config.refines and result.ok:
+        _refine(config, result, net, evaluate, epoch_data, seeds, on_eval)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _refine(config: TrainConfig, result: TrainResult, net: FlatMLP, evaluate: Evaluator, epoch_data: _EpochData,
+            seeds: list[int], on_eval: Callable[[Evaluation], None] | None) -> None:
+    """refine.py's last phase: the refined networks' evaluation replaces the last one and is the final metric."""
+    from .refine import refine, refine_samples  # only a refined run imports it
+
+    if epoch_data.points is not None:  # a data file: its training points
+        x, y = (part.double() for part in epoch_data.points)
+    else:
+        x, y = refine_samples(evaluate.target.unit, seeds)
+    refine(result.models, x, y, config.loss)
+    result.refined = True
+    for history, evaluation in zip(result.histories, evaluate(net.forward, config.epochs, len(seeds))):
+        history[-1] = evaluation
+    if on_eval is not None:
+        on_eval(result.last)
 
 
 def diverged_message(config: TrainConfig, epoch: int, bad_seeds: list[int]) -> str:

@@ -18,8 +18,9 @@ def _work_in_tmp_path(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_config() -> TrainConfig:
-    """A run of a few hundredths of a second; 12 epochs, so evaluations fall at 5, 10 and 12."""
-    return TrainConfig(func="square", hidden=(8,), act="Tanh", optimizer="Adam", lr=0.01, epochs=12)
+    """A run of a few hundredths of a second; 12 epochs, so evaluations fall at 5, 10 and 12; the training loop
+    alone (refine.py's last phase has tests of its own)."""
+    return TrainConfig(func="square", hidden=(8,), act="Tanh", optimizer="Adam", lr=0.01, epochs=12, refine="none")
 
 
 @pytest.fixture

@@ -188,3 +188,20 @@ def test_the_data_only_settings_are_never_searched():
     from funcapprox.config import searchable_names
 
     assert not set(DATA_ONLY) & set(searchable_names())
+
+
+def test_a_data_file_is_refined_only_when_asked_and_then_on_its_training_points(csv, tmp_path):
+    assert not TrainConfig(func=str(csv), hidden=(8, 0, 0)).refines  # not measured on noisy data: off by auto
+    samples = load_samples(csv)
+    _, held = split(samples, 0.2, SPLIT_SEED)
+
+    def weights(y):
+        path = tmp_path / "changed.csv"
+        path.write_text("".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(samples.x, y)))
+        result = train(TrainConfig(func=str(path), refine="lm", **SMALL))
+        assert result.refined
+        return torch.cat([p.flatten() for p in result.model.parameters()])
+
+    held_changed = samples.y.copy()
+    held_changed[held] += 0.5
+    assert torch.equal(weights(held_changed), weights(samples.y))

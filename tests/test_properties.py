@@ -55,6 +55,7 @@ from funcapprox.config import (
     MAX_WIDTH,
     OPTIMIZERS,
     POINT_KEY,
+    REFINES,
     TrainConfig,
     field_names,
     params_to_settings,
@@ -73,7 +74,7 @@ from funcapprox.search.space import NNI_TYPES, all_architectures, check_space, g
 
 MAX_SEED = 2**63 - 1 - MAX_SEEDS
 NAMES = {"func": FUNCTIONS, "act": ACTIVATIONS, "optimizer": OPTIMIZERS, "loss": LOSSES, "init": INITS,
-         "lr_schedule": LR_SCHEDULES}
+         "lr_schedule": LR_SCHEDULES, "refine": REFINES}
 INTS = {"epochs": (1, MAX_EPOCHS), "samples": (1, MAX_SAMPLES), "batch": (1, MAX_SAMPLES), "seed": (0, MAX_SEED),
         "seeds": (1, MAX_SEEDS)}
 # Each value valid for its setting on its own: as config.check_value does, the others at their smallest (samples as
@@ -456,7 +457,8 @@ def test_train_options_reach_the_config_exactly(config):
                f"--optimizer={config.optimizer}", f"--lr={config.lr!r}", f"--loss={config.loss}",
                f"--epochs={config.epochs}", f"--samples={config.samples}", f"--batch={config.batch}",
                f"--seed={config.seed}", f"--seeds={config.seeds}", f"--init={config.init}",
-               f"--lr-schedule={config.lr_schedule}", f"--domain={config.domain[0]!r},{config.domain[1]!r}",
+               f"--lr-schedule={config.lr_schedule}", f"--refine={config.refine}",
+               f"--domain={config.domain[0]!r},{config.domain[1]!r}",
                *(["--output-act"] if config.output_act else [])]
     with no_training() as built:
         invoke(["train", *options])

@@ -238,7 +238,7 @@ def _own_units(result: TrainResult) -> tuple[float, float, float]:
 
 @pytest.mark.parametrize("func, domain", [("sin(6*x)*exp(-x)", (0.0, 1.0)), ("x**2", (-3.0, 5.0))])
 def test_a_formula_trains_and_reports_in_its_own_units(func, domain):
-    result = train(TrainConfig(func=func, domain=domain, hidden=(16,), act="Tanh", lr=0.01, epochs=300))
+    result = train(TrainConfig(func=func, domain=domain, hidden=(16,), act="Tanh", lr=0.01, epochs=300, refine="none"))
     rms, max_error, where = _own_units(result)
     last = result.last
     assert last.rms == pytest.approx(rms, rel=1e-4) and last.max_error == pytest.approx(max_error, rel=1e-4)
@@ -249,7 +249,7 @@ def test_a_formula_trains_and_reports_in_its_own_units(func, domain):
 
 def test_the_range_of_y_does_not_change_what_the_network_learns():
     """The output is scaled: 100·f trains like f, its errors 100 times as large, its metric 2 lower."""
-    small, large = (train(TrainConfig(func=f, hidden=(12,), act="Tanh", lr=0.02, epochs=200))
+    small, large = (train(TrainConfig(func=f, hidden=(12,), act="Tanh", lr=0.02, epochs=200, refine="none"))
                     for f in ("sin(6*x)", "100 * sin(6*x)"))
     assert large.last.max_error == pytest.approx(100 * small.last.max_error, rel=0.02)
     assert large.last.rms == pytest.approx(100 * small.last.rms, rel=0.02)
@@ -262,3 +262,30 @@ def test_the_built_ins_are_not_mapped(tiny_config):
     f = Target(tiny_config.func)
     u = grid(11)
     assert f.identity and f.x(u) is u and f.own(u) is u and torch.equal(f.unit(u), target(tiny_config.func)(u))
+
+
+# --- refine: refine.py as training's last phase -----------------------------------------------------
+
+
+def test_auto_refines_one_small_layer_and_its_evaluation_is_final():
+    from funcapprox.train import train
+
+    base = dict(func="oscillator", hidden=(10,), act="LeakyReLU", lr=0.02, loss="SmoothL1Loss", epochs=200)
+    plain = train(TrainConfig(**base, refine="none"))
+    refined = train(TrainConfig(**base))
+    assert TrainConfig(**base).refines and refined.refined and not plain.refined
+    assert refined.summary()["refined"] is True and "refined" not in plain.summary()
+    assert refined.summary()["max_error"] < plain.summary()["max_error"] / 10
+    assert refined.metric == refined.history[-1].metric  # not the worst of the last 5: the refined network is kept
+    assert [e.epoch for e in refined.history] == [e.epoch for e in plain.history]
+    assert refined.history[:-1] == plain.history[:-1]  # training itself is unchanged
+    assert train(TrainConfig(**base)).summary() | {"seconds": 0} == refined.summary() | {"seconds": 0}
+
+
+@pytest.mark.parametrize(("settings", "refines"), [
+    ({"hidden": (32,)}, True), ({"hidden": (33,)}, False), ({"hidden": (8, 8)}, False),
+    ({"hidden": (8,), "output_act": True}, False), ({"hidden": (8,), "refine": "none"}, False),
+    ({"hidden": (16, 16, 16), "refine": "lm"}, True),
+])
+def test_where_auto_refines(settings, refines):
+    assert TrainConfig(func="square", **settings).refines is refines

@@ -19,7 +19,7 @@ from funcapprox.nni.trial import final_result, resolve
 
 FINAL_KEYS = {"default", "rms", "max_error", "max_error_x", "n_params", "seconds"}
 # A stage's fixed settings for a run of a few hundredths of a second; the tuner picks act and lr.
-TINY_FIXED = {"func": "square", "hidden": [8], "optimizer": "Adam", "loss": "MSELoss", "epochs": 5}
+TINY_FIXED = {"func": "square", "hidden": [8], "optimizer": "Adam", "loss": "MSELoss", "epochs": 5, "refine": "none"}
 TINY_PARAMS = {"act_func": "Tanh", "learning_rate": 0.01}
 DIVERGING_FIXED = {"func": "square", "hidden": [16, 16, 16], "act": "Sigmoid", "optimizer": "SGD", "epochs": 50}
 
@@ -177,7 +177,7 @@ def test_run_trains_reports_and_writes_its_files(tmp_path, serve):
 
     config = json.loads((out / "config.json").read_text())
     assert config == TrainConfig(func="square", hidden=(8,), act="Tanh", lr=0.01, optimizer="Adam",
-                                 epochs=5).to_dict()
+                                 epochs=5, refine="none").to_dict()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "ok"
     assert (out / "model.pt").stat().st_size > 0
