@@ -138,11 +138,22 @@ def test_closing_the_terminal_sighup_stops_the_search_like_ctrl_c(workdir, tmp_p
 def test_a_trial_killed_with_sigkill_is_recorded_failed_and_the_search_goes_on(workdir, tmp_path):
     space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [
         0.001, 0.002, 0.003, 0.004]}})
-    search = start_search(workdir, "--space", str(space), "--epochs", "600")
-    victim = wait_for(lambda: running_trial(workdir), "a running trial")
+    search = start_search(workdir, "--space", str(space), "--epochs", "3000")  # seconds a trial: time to kill one
+
+    def running_process():  # a training trial and its process, both still there
+        trial = running_trial(workdir)
+        if trial is None:
+            return None
+        for pid in trial_processes(only_experiment(workdir).id):
+            try:
+                if f"NNI_TRIAL_JOB_ID={trial.trial_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                    return trial, pid
+            except OSError:  # it ended meanwhile
+                pass
+        return None
+
+    victim, pid = wait_for(running_process, "a running trial's process")
     victim_exp = only_experiment(workdir).id
-    (pid,) = [p for p in trial_processes(victim_exp)
-              if f"NNI_TRIAL_JOB_ID={victim.trial_id}".encode() in Path(f"/proc/{p}/environ").read_bytes()]
     os.kill(pid, signal.SIGKILL)
     out, err = finish(search)
     assert search.returncode == 0, err
