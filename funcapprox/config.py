@@ -295,6 +295,25 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
+# group.py trains networks of one depth whose widths round up to the same rung here as one padded network
+# (the units it adds are masked): below a few dozen units a step costs its overhead, not its arithmetic.
+PAD_WIDTHS = (16, 32)
+
+
+def padded_hidden(hidden: tuple[int, ...]) -> tuple[int, ...]:
+    """The network a configuration of `hidden` trains in within a batched step: each width rounded up to
+    the next of PAD_WIDTHS (wider layers as they are)."""
+    return tuple(next((rung for rung in PAD_WIDTHS if width <= rung), width) for width in hidden)
+
+
+def group_key(config: TrainConfig) -> str:
+    """Configurations with equal keys can train as one batched step (group.py): every setting but
+    PER_COPY, the network as padded_hidden, as JSON (the search counts them in the grid, the warm
+    worker gathers trials by them)."""
+    return json.dumps([[name, padded_hidden(config.hidden) if name == "hidden" else getattr(config, name)]
+                       for name in field_names() if name not in PER_COPY])
+
+
 def memory_estimate(config: TrainConfig) -> dict[str, int]:
     """Bytes the engine (engine.py, train.py) needs for `config`, by what drives each part.
 
@@ -357,6 +376,10 @@ def check_value(name: str, value: Any) -> Any:
 
 # The study's names for configuration fields.
 ALIASES = {"act_func": "act", "learning_rate": "lr"}
+
+# The settings each copy of a batched step may have for itself (group.py); every other setting (including
+# any added later) must be equal for configurations to share a step.
+PER_COPY = frozenset({"lr", "lr_schedule", "loss", "seed", "seeds", "init"})
 
 HIDDEN_KEYS = tuple(f"hidden_size_{i}" for i in range(1, MAX_LAYERS + 1))
 

@@ -25,32 +25,27 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import TrainConfig, field_names
+from .config import PER_COPY, TrainConfig, field_names, group_key, padded_hidden
 from .engine import FlatMLP, make_optimizer
-from .model import build_model
+from .model import MLP, build_model
 from .train import EVAL_EVERY, Evaluation, Evaluator, TrainResult, _draw, diverged_message, lr_at
 
-__all__ = ["PER_COPY", "Stop", "group_key", "groups", "train_group"]
-
-# The settings each copy of a batched step may have for itself; every other setting (including any
-# added later) must be equal for configurations to share a step.
-PER_COPY = frozenset({"lr", "lr_schedule", "loss", "seed", "seeds", "init"})
-
+__all__ = ["PER_COPY", "Stop", "can_group", "group_key", "groups", "train_group"]
 
 class Stop(Exception):
     """Raised by train_group's `on_eval` to stop that one configuration; the others go on."""
 
 
-def group_key(config: TrainConfig) -> tuple:
-    """Configurations with equal keys can train as one batched step: every setting but PER_COPY,
-    as (name, value) pairs."""
-    return tuple((name, getattr(config, name)) for name in field_names() if name not in PER_COPY)
+def can_group(config: TrainConfig) -> bool:
+    """Whether train_group takes `config`: not a data file's (its epochs are not fresh draws), and not one
+    that refines (refine.py's last phase runs one network at a time)."""
+    return not config.is_data and not config.refines
 
 
 def groups(configs: Sequence[TrainConfig], max_copies: int | None = None) -> list[list[int]]:
     """Indices of `configs` by group_key, in order of first appearance; with `max_copies`, a group is
     cut into consecutive parts of at most that many copies (a configuration with seeds=N is N copies)."""
-    by_key: dict[tuple, list[list[int]]] = {}
+    by_key: dict[str, list[list[int]]] = {}
     for i, config in enumerate(configs):
         parts = by_key.setdefault(group_key(config), [[]])
         size = sum(configs[j].seeds for j in parts[-1])
@@ -61,9 +56,14 @@ def groups(configs: Sequence[TrainConfig], max_copies: int | None = None) -> lis
 
 
 def _check_one_group(configs: Sequence[TrainConfig]) -> None:
-    first = dict(group_key(configs[0]))
+    first = configs[0]
+    shared = [name for name in field_names() if name not in PER_COPY]
+
+    def value(config: TrainConfig, name: str):
+        return padded_hidden(config.hidden) if name == "hidden" else getattr(config, name)
+
     for config in configs[1:]:
-        differ = [name for name, value in group_key(config) if first[name] != value]
+        differ = [name for name in shared if value(first, name) != value(config, name)]
         if differ:
             raise ValueError(f"configurations that differ in {', '.join(differ)} cannot share a batched step")
 
@@ -89,18 +89,22 @@ def train_group(
     # Copies ordered by loss, so each loss is one kernel over neighbouring copies; a config's seeds in order.
     order = sorted(range(len(configs)), key=lambda i: configs[i].loss)
     copies = [(i, configs[i].seed + r) for i in order for r in range(configs[i].seeds)]  # (config, seed)
-    models = []
+    own, models = [], []  # each copy's network, and the network it trains as (padded, see _padded)
     for i, seed in copies:
         torch.manual_seed(seed)  # model init: as the run of that seed alone
-        models.append(build_model(configs[i]))
+        own.append(build_model(configs[i]))
+        models.append(_padded(own[-1], padded_hidden(configs[i].hidden)))
     results = [TrainResult(config, [], [[] for _ in range(config.seeds)]) for config in configs]
-    for (i, _), model in zip(copies, models):
+    for (i, _), model in zip(copies, own):
         results[i].models.append(model)
     data_rngs = {seed: torch.Generator().manual_seed(seed) for _, seed in copies}  # one per seed, as alone
 
     active = list(range(len(copies))) * (2 if len(copies) == 1 else 1)  # the copy each of the net's is; a twin
     net = FlatMLP([models[0], deepcopy(models[0])] if len(copies) == 1 else models,
                   [configs[copies[c][0]].loss for c in active])
+    padding = any(m is not o for m, o in zip(models, own))
+    masks = [_real_units(o, m) for o, m in zip(own, models)] if padding else None
+    mask = _flat(masks, active) if padding else None
     schedules = [(configs[i].lr_schedule, configs[i].lr) for i, _ in copies]
     scheduled = any(schedule != "constant" for schedule, _ in schedules)
 
@@ -110,11 +114,10 @@ def train_group(
         return torch.tensor([rates[schedules[c]] for c in active], dtype=torch.float64)
 
     optimizer = make_optimizer(first.optimizer, net.params, learning_rates(0.0), copy_of=net.copy_of)
+    if not all(map(can_group, configs)):
+        raise ValueError("train_group takes neither data files nor configurations that refine; train those "
+                         "with train.train")
     evaluate = Evaluator(first.func, first.domain)
-    if getattr(evaluate.target, "samples", None) is not None:  # its epochs are not fresh draws: not handled here
-        raise ValueError("train_group trains functions; train a data file's configurations with train.train")
-    if any(config.refines for config in configs):  # refine.py's last phase runs one network at a time
-        raise ValueError("train_group does not refine; train configurations that refine with train.train")
     f = evaluate.target.unit
     live = set(range(len(configs)))
     stopped: set[int] = set()
@@ -127,6 +130,8 @@ def train_group(
                 if scheduled:
                     optimizer.lr = learning_rates(steps / total_steps)
                 net.backward(xb, yb)
+                if mask is not None:  # padded units learn nothing: they stay zero, as if absent
+                    net.grads.mul_(mask)
                 optimizer.step(net.grads)
                 steps += 1
             if epoch % EVAL_EVERY != 0 and epoch != first.epochs:
@@ -155,6 +160,7 @@ def train_group(
             if finished:
                 for i in finished:
                     results[i].seconds = time.perf_counter() - start
+                    _unpad([(own[c], models[c]) for c in range(len(copies)) if copies[c][0] == i])
                 live -= finished
                 if not live:
                     break
@@ -164,9 +170,56 @@ def train_group(
                     net, elements = net.subset(keep)
                 optimizer.subset(net.params, net.copy_of, elements, keep)
                 active = [active[p] for p in keep]
+                if mask is not None:
+                    mask = mask[elements]
     for i in live:
         results[i].seconds = time.perf_counter() - start
+    _unpad([(own[c], models[c]) for c in range(len(copies)) if copies[c][0] in live])
     return [None if i in stopped else result for i, result in enumerate(results)]
+
+
+def _padded(model: MLP, hidden: tuple[int, ...]) -> MLP:
+    """`model` widened to `hidden` with units that are inert: their incoming and outgoing weights and
+    their biases are zero (and their gradients are masked to zero, so they stay so). Each real unit then
+    computes what it computes in `model`, to float rounding (the sums gain zero terms); `model` itself
+    when it already has that shape."""
+    if model.hidden == hidden:
+        return model
+    wide = MLP(hidden, model.act_name, model.output_act)
+    with torch.no_grad():
+        for mine, theirs in zip(model.layers, wide.layers):
+            theirs.weight.zero_()
+            theirs.bias.zero_()
+            theirs.weight[: mine.out_features, : mine.in_features] = mine.weight
+            theirs.bias[: mine.out_features] = mine.bias
+    return wide
+
+
+def _real_units(model: MLP, wide: MLP) -> list[torch.Tensor]:
+    """Per parameter tensor of `wide`: 1 where it holds a weight or bias of `model`, 0 for the padding."""
+    masks = []
+    for mine, theirs in zip(model.layers, wide.layers):
+        weight, bias = torch.zeros_like(theirs.weight), torch.zeros_like(theirs.bias)
+        weight[: mine.out_features, : mine.in_features] = 1
+        bias[: mine.out_features] = 1
+        masks += [weight, bias]
+    return masks
+
+
+def _flat(masks: list[list[torch.Tensor]], active: list[int]) -> torch.Tensor:
+    """The copies' masks in FlatMLP's layer-major layout (block k: tensor k of every active copy)."""
+    return torch.cat([torch.stack([masks[c][k] for c in active]).reshape(-1) for k in range(len(masks[0]))])
+
+
+def _unpad(pairs: list[tuple[MLP, MLP]]) -> None:
+    """Copy each padded network's real units back into the network of its own shape."""
+    with torch.no_grad():
+        for mine, wide in pairs:
+            if mine is wide:
+                continue
+            for small, big in zip(mine.layers, wide.layers):
+                small.weight.copy_(big.weight[: small.out_features, : small.in_features])
+                small.bias.copy_(big.bias[: small.out_features])
 
 
 def _epoch(seeds: list[int], rngs: dict[int, torch.Generator], samples: int,

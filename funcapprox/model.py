@@ -25,6 +25,7 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: tuple[int, ...], act: str = "Sigmoid", output_act: bool = False) -> None:
         super().__init__()
+        self.hidden = tuple(hidden)
         widths = (1, *hidden, 1)
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(widths[:-1], widths[1:]))
         self.act = ACTIVATION_MODULES[act]()

@@ -56,7 +56,7 @@ def test_configs_that_differ_only_per_copy_share_a_key():
     assert PER_COPY == {"lr", "lr_schedule", "loss", "seed", "seeds", "init"}
 
 
-@pytest.mark.parametrize("change", [{"act": "Tanh"}, {"optimizer": "SGD"}, {"hidden": (8, 8)}, {"epochs": 13},
+@pytest.mark.parametrize("change", [{"act": "Tanh"}, {"optimizer": "SGD"}, {"hidden": (8, 32)}, {"epochs": 13},
                                     {"samples": 500}, {"batch": 50}, {"func": "square"}, {"output_act": True},
                                     {"domain": (0.0, 2.0)}])
 def test_configs_that_differ_in_a_shared_setting_do_not(change):
@@ -193,6 +193,45 @@ def test_a_whole_short_run_matches_the_solo_runs():
         assert (mine["status"], mine["steps"], mine["epochs"], mine["n_params"]) == \
             (theirs["status"], theirs["steps"], theirs["epochs"], theirs["n_params"])
         assert len(grouped.models) == config.seeds
+
+
+# --- narrower networks padded into one shape ----------------------------------------------------
+
+SMALL_SHAPES = [(4, 8), (8, 4), (16, 16), (4, 4), (16, 2)]  # all pad to {16,16}
+
+
+@pytest.mark.parametrize("act", ["Sigmoid", "Softplus", "ReLU"])  # Sigmoid, Softplus: a padded unit's output is not 0
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_padded_network_steps_as_its_own_shape_to_rounding(act, optimizer):
+    configs = [BASE.replace(hidden=h, act=act, optimizer=optimizer, lr=0.02, epochs=1) for h in SMALL_SHAPES]
+    assert len({group_key(c) for c in configs}) == 1
+    for config, grouped in zip(configs, train_group(configs)):
+        solo = train(config)
+        assert [tuple(p.shape) for p in grouped.model.parameters()] == [tuple(p.shape) for p in solo.model.parameters()]
+        assert grouped.summary()["n_params"] == solo.summary()["n_params"]
+        assert grouped.steps == solo.steps == 10
+        assert _relative_error(_flat(grouped), _flat(solo)) <= 1e-6, config.hidden
+
+
+def test_padded_units_stay_inert_so_the_network_handed_back_is_the_one_that_was_scored():
+    # Trained long enough for leaking padding to show: the own-shape network returned must compute what the
+    # padded one computed at the last evaluation.
+    from funcapprox.train import Evaluator
+
+    configs = [BASE.replace(hidden=h, act="Sigmoid", lr=0.03, epochs=40) for h in SMALL_SHAPES]
+    evaluate = Evaluator(BASE.func)
+    for grouped in train_group(configs):
+        (again,) = evaluate(grouped.model, grouped.history[-1].epoch)
+        assert again.rms == pytest.approx(grouped.history[-1].rms, rel=1e-5)
+        assert again.max_error == pytest.approx(grouped.history[-1].max_error, rel=1e-5)
+
+
+def test_a_padded_copy_does_not_depend_on_the_copies_beside_it():
+    configs = [BASE.replace(hidden=h, lr=lr) for h in SMALL_SHAPES for lr in (0.01, 0.04)]
+    alone = [_bits(r) for r in train_group(configs)]
+    picked = [9, 0, 4]
+    assert [_bits(r) for r in train_group([configs[i] for i in picked])] == [alone[i] for i in picked]
+    assert _bits(train_group([configs[3]])[0]) == alone[3]
 
 
 def test_learning_rates_and_losses_are_really_per_copy():
