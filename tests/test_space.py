@@ -9,14 +9,16 @@ from itertools import product
 import pytest
 from helpers.nni import grid_schedule
 
-from funcapprox.config import TrainConfig, params_to_settings, parse_hidden, settings_to_params
+from funcapprox.config import TrainConfig, group_key, params_to_settings, parse_hidden, settings_to_params
 from funcapprox.errors import ConfigError
 from funcapprox.search.space import (
     SPACES_DIR,
     all_architectures,
     arch_space,
     default_space_path,
+    grid_points,
     grid_size,
+    in_group_order,
     load_space,
     normalize_space,
 )
@@ -125,6 +127,33 @@ def test_grid_search_schedules_126_arch_parameter_sets_all_valid(arch, arch_sche
         hidden.append(TrainConfig.from_dict({"func": "square", **settings}).hidden)
     assert len(set(hidden)) == 126
     assert set(hidden) == set(all_architectures(arch))
+
+
+def _configs(schedule: list[dict], fixed: dict) -> list[TrainConfig]:
+    return [TrainConfig.from_dict({**fixed, **params_to_settings(p)}) for p in schedule]
+
+
+@pytest.mark.parametrize("stage, fixed", [("nonarch", {"hidden": (16, 16, 16)}), ("arch", {"act": "LeakyReLU"})])
+def test_in_group_order_is_the_same_grid_with_each_batched_step_s_points_in_a_row(stage, fixed):
+    space = normalize_space(load_space(default_space_path(stage)))
+    ordered = in_group_order(space)
+    schedule = grid_schedule(ordered)  # NNI 3.0's own GridSearch
+    before = _configs(grid_schedule(space), {"func": "oscillator", **fixed})
+    after = _configs(schedule, {"func": "oscillator", **fixed})
+    assert sorted(map(repr, before)) == sorted(map(repr, after)) and len(after) == grid_size(space)
+    assert _configs(grid_points(ordered), {"func": "oscillator", **fixed}) == after  # funcapprox's own order
+    keys = [group_key(c) for c in after]
+    runs = [k for i, k in enumerate(keys) if i == 0 or keys[i - 1] != k]
+    assert len(runs) == len(set(keys)), "a group's points are not proposed one after another"
+    assert len(set(keys)) == {"nonarch": 15, "arch": 28}[stage]
+    if stage == "nonarch":  # the quniform learning rate is now its grid, the per-copy parameters last
+        assert ordered["learning_rate"] == {"_type": "choice", "_value": sorted(STUDY_LR)}
+        assert list(ordered) == ["act_func", "optimizer", "learning_rate", "loss"]
+
+
+def test_in_group_order_leaves_a_space_without_a_grid_alone():
+    space = {"learning_rate": {"_type": "uniform", "_value": [0.001, 0.1]}}
+    assert in_group_order(space) is space
 
 
 def test_grid_size_matches_grid_search_on_the_flat_study_space(study_flat):

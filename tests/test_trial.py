@@ -200,15 +200,21 @@ def test_run_trains_reports_and_writes_its_files(tmp_path, serve):
     assert json.loads(periodical[0]["value"]) == pytest.approx(metrics["metric"])
 
 
-def test_run_sends_one_intermediate_per_evaluation_in_sequence(tmp_path, serve):
+def test_run_sends_an_intermediate_every_report_every_epochs_and_the_last(tmp_path, serve):
     server = serve(TINY_PARAMS, polls_before_reply=0)
     out = tmp_path / "trial"
     out.mkdir()
-    assert trial.run({**TINY_FIXED, "epochs": 15}, HttpTrialChannel(server.url), out) == 0
+    epochs = 2 * trial.REPORT_EVERY + 15
+    assert trial.run({**TINY_FIXED, "epochs": epochs}, HttpTrialChannel(server.url), out) == 0
     periodical = [m for m in server.metrics() if m["type"] == "PERIODICAL"]
     assert [m["sequence"] for m in periodical] == [0, 1, 2]
-    history = json.loads((out / "history.json").read_text())
-    assert [json.loads(m["value"]) for m in periodical] == pytest.approx([e["metric"] for e in history])
+    history = json.loads((out / "history.json").read_text())  # every evaluation, every 5 epochs
+    assert [e["epoch"] for e in history] == list(range(5, epochs + 1, 5))
+    sent = [e for e in history if e["epoch"] in (trial.REPORT_EVERY, 2 * trial.REPORT_EVERY, epochs)]
+    assert [json.loads(m["value"]) for m in periodical] == pytest.approx([e["metric"] for e in sent])
+    at = trial.reported_epochs([e["epoch"] for e in history], epochs, len(periodical))
+    assert at == [trial.REPORT_EVERY, 2 * trial.REPORT_EVERY, epochs]
+    assert trial.reported_epochs([5, 10, 12], 12, 3) == [5, 10, 12]  # recorded before REPORT_EVERY: all
 
 
 def test_run_of_a_diverging_config_returns_1_and_sends_no_final(tmp_path, serve, capsys):

@@ -20,8 +20,10 @@ CHANNEL_VARIABLE = "NNI_TRIAL_COMMAND_CHANNEL"
 class HttpTrialChannel:
     """NNI 3.0's trial command channel (nni/runtime/trial_command_channel/v3.py) over plain HTTP."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, trial_job_id: str | None = None) -> None:
         self.url = url
+        # A warm worker's batched group speaks for several trials: each channel names its own.
+        self.trial_job_id = trial_job_id if trial_job_id is not None else os.environ.get("NNI_TRIAL_JOB_ID")
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname, parts.port or 80
         self.path = parts.path or "/"
@@ -74,7 +76,7 @@ class HttpTrialChannel:
     def _metric(self, kind: str, value: Any, sequence: int) -> None:
         metric = {
             "parameter_id": self.parameter_id,
-            "trial_job_id": os.environ.get("NNI_TRIAL_JOB_ID"),
+            "trial_job_id": self.trial_job_id,
             "type": kind,
             "sequence": sequence,
             "value": json.dumps(value),

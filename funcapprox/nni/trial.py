@@ -44,43 +44,86 @@ class TrialStopped(Exception):
     """The process that asked for this trial went away (see funcapprox.nni.warm)."""
 
 
-def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> int:
-    from ..artifacts import save_run, write_json
-    from ..train import train
+class Rejected(Exception):
+    """NNI sent parameters that make no valid configuration (failure.json says why)."""
 
-    started = time.perf_counter()
+
+def receive(fixed: dict[str, Any], channel, output_dir: Path) -> TrainConfig:
+    """Ask NNI for this trial's parameters, record what arrived, and resolve the configuration."""
+    from ..artifacts import write_json
+
     params = channel.parameters()
     # NNI 3.0 can record another trial's parameters for this one when trials start together;
     # this file says what this trial really received (funcapprox results reads it).
     write_json(output_dir / RECEIVED_FILE, {"parameter_id": getattr(channel, "parameter_id", None),
                                             "parameters": params, "received_at": time.time()})
     try:
-        config = resolve(fixed, params)
+        return resolve(fixed, params)
     except ConfigError as exc:
         write_json(output_dir / "failure.json", {"reason": str(exc), "parameters": params})
-        print(f"funcapprox trial: rejected parameters: {exc}", file=sys.stderr)
-        return 2
+        raise Rejected(f"funcapprox trial: rejected parameters: {exc}") from None
 
+
+# Epochs between the intermediate results sent to NNI (and the last evaluation): each is a message through
+# the manager, a row in its store and a call of its tuner and assessor, and a search sends tens of thousands
+# at every evaluation (EVAL_EVERY). The trial's history.json keeps every evaluation.
+REPORT_EVERY = 50
+
+
+def reports(evaluation, epochs: int) -> bool:
+    """Whether `evaluation` goes to NNI as an intermediate result."""
+    return math.isfinite(evaluation.metric) and (evaluation.epoch % REPORT_EVERY == 0 or evaluation.epoch == epochs)
+
+
+def reported_epochs(evaluated: list[int], epochs: int, count: int) -> list[int]:
+    """The epochs of a trial's `count` intermediate results, from the epochs it evaluated at: one in
+    REPORT_EVERY, or every one (experiments recorded before REPORT_EVERY)."""
+    sparse = [e for e in evaluated if e % REPORT_EVERY == 0 or e == epochs]
+    return sparse if count == len(sparse) else evaluated[:count]
+
+
+def reporter(channel, epochs: int, should_stop=None):
+    """train's on_eval for a trial: its intermediate results to NNI, TrialStopped once `should_stop()` says so."""
     def report(evaluation) -> None:
         if should_stop is not None and should_stop():
             raise TrialStopped
-        if math.isfinite(evaluation.metric):
+        if reports(evaluation, epochs):
             channel.intermediate(evaluation.metric)
 
-    try:
-        result = train(config, on_eval=report)
-    except TrialStopped:
-        return 1
+    return report
+
+
+def finish(result, channel, output_dir: Path, seconds: float, where: str) -> tuple[int, str]:
+    """Save a trained trial's files and send NNI its final result: the exit code, and the line to print
+    (on standard output when the code is 0, else on standard error)."""
+    from ..artifacts import save_run, write_json
+
     save_run(output_dir, result)
     if not result.ok:
         write_json(output_dir / "failure.json", {"reason": result.diverged, "metric": result.metric})
-        print(f"funcapprox trial: {result.diverged}", file=sys.stderr)
-        return 1
+        return 1, f"funcapprox trial: {result.diverged}"
     channel.final(final_result(result))
+    return 0, (f"funcapprox trial: {result.config.arch} metric {result.metric:.4f} max error "
+               f"{result.summary()['max_error']:.5f} ({seconds:.2f} s {where})")
+
+
+def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> int:
+    from ..train import train
+
+    started = time.perf_counter()
+    try:
+        config = receive(fixed, channel, output_dir)
+    except Rejected as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        result = train(config, on_eval=reporter(channel, config.epochs, should_stop))
+    except TrialStopped:
+        return 1
     where = "in a warm worker" if should_stop is not None else "in its own process"
-    print(f"funcapprox trial: {config.arch} metric {result.metric:.4f} max error {result.summary()['max_error']:.5f} "
-          f"({time.perf_counter() - started:.2f} s {where})")
-    return 0
+    code, line = finish(result, channel, output_dir, time.perf_counter() - started, where)
+    print(line, file=sys.stdout if code == 0 else sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None, should_stop=None) -> int:

@@ -10,6 +10,10 @@ stops as soon as its client disappears (NNI cancelled or killed the trial), so
 NNI's control over its trial processes is kept. When no worker answers, the
 trial simply runs in its own process.
 
+In a grid stage the search hands the worker the grid's group sizes: it then
+gathers the trials that can share a batched step and trains each group in one
+child instead of a child per trial (gather.py), `trainers` groups at once.
+
 The worker serves only its owner: the socket lives in a 0700 folder, and every
 connection's peer uid (SO_PEERCRED) must be the worker's own, checked before
 anything is forked. A request is one JSON line, read by the child with a size cap
@@ -29,6 +33,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -41,12 +46,19 @@ REQUEST_KEYS = frozenset({"argv", "env", "cwd"})
 MAX_REQUEST_BYTES = 64 * 1024  # a real request is a few hundred bytes
 REQUEST_TIMEOUT = 5.0  # seconds a forked child waits for its request line
 MAX_CHILDREN = 32  # trials running in the worker at once; beyond, trials run in their own process
+MAX_GATHERED = 256  # trials taken in or waiting for their group's turn (gather.py); beyond, their own process
 BUSY = "too many trials at once"
+WORKER_START_WAIT = 20.0  # seconds a trial waits for a worker that has not started listening yet
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class Refused(Exception):
-    """A connection or request the worker does not serve; the message goes back to the client."""
+    """A connection or request the worker does not serve; the message goes back to the client
+    (`busy`: nothing of the trial started, so it may run in its own process)."""
+
+    def __init__(self, message: str, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
 
 
 class _Relay:
@@ -57,14 +69,14 @@ class _Relay:
 
     def write(self, text: str) -> int:
         if text:
-            _send(self.connection, {self.kind: text})
+            send(self.connection, {self.kind: text})
         return len(text)
 
     def flush(self) -> None:
         pass
 
 
-def _send(connection: socket.socket, message: dict) -> None:
+def send(connection: socket.socket, message: dict) -> None:
     connection.sendall((json.dumps(message) + "\n").encode())
 
 
@@ -166,15 +178,17 @@ def check_request(request, root: str | None = None) -> tuple[list[str], dict[str
     return argv, env, cwd
 
 
+def _decode(line: bytes):
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+        raise Refused("the request is not a JSON line") from None
+
+
 def _run_child(connection: socket.socket, root: str | None, timeout: float) -> int:
     """In the forked child: read and check the request, run the trial it asks for, report the exit code."""
     try:
-        line = read_request(connection, timeout)
-        try:
-            request = json.loads(line)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-            raise Refused("the request is not a JSON line") from None
-        argv, env, cwd = check_request(request, root)
+        argv, env, cwd = check_request(_decode(read_request(connection, timeout)), root)
     except Refused as exc:
         _refuse(connection, str(exc))
         return 2
@@ -193,7 +207,7 @@ def _run_child(connection: socket.socket, root: str | None, timeout: float) -> i
     except BaseException:
         traceback.print_exc()
         code = 1
-    _send(connection, {"exit": code})
+    send(connection, {"exit": code})
     return code
 
 
@@ -210,30 +224,63 @@ def _reap(children: set[int]) -> None:
         children.discard(pid)
 
 
+def _take_in(connection: socket.socket, root: str | None, timeout: float, gathering) -> None:
+    """In a thread of the worker: check the request and take its trial into the gathering (gather.py)."""
+    from . import gather
+
+    member = None
+    try:
+        try:
+            argv, env, cwd = check_request(_decode(read_request(connection, timeout)), root)
+            if not env.get(gather.CHANNEL_VARIABLE, "").startswith("http://"):
+                raise Refused("no HTTP trial channel from NNI: the trial runs in its own process", True)
+        except Refused as exc:
+            _refuse(connection, str(exc), busy=exc.busy)
+            return
+        connection.settimeout(None)
+        member = gather.take_in(connection, argv, env, cwd)
+    except Exception:  # NNI did not answer, say: the trial fails with the reason, the worker goes on
+        with contextlib.suppress(OSError):
+            send(connection, {"err": traceback.format_exc()})
+            send(connection, {"exit": 1})
+        connection.close()
+    finally:
+        gathering.add(member)
+
+
 def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHILDREN,
-          request_timeout: float = REQUEST_TIMEOUT) -> None:
-    """Import what a trial needs, then fork a child per connection until the parent goes away.
+          request_timeout: float = REQUEST_TIMEOUT, sizes: dict[str, int] | None = None,
+          trainers: int = 2) -> None:
+    """Import what a trial needs, then serve trials until the parent goes away: a child forked per
+    connection, or with `sizes` (the grid's group sizes, gather.py) a child per gathered group.
 
     `root`: the folder trials may write to (their NNI_OUTPUT_DIR must be inside it); None: anywhere.
-    `max_children`: trials at once; `request_timeout`: seconds a child waits for its request.
+    `max_children`: trials at once; `request_timeout`: seconds a child waits for its request;
+    `trainers`: groups training at once (the rest wait their turn).
     """
     import torch
 
-    from .. import artifacts, train  # noqa: F401  (imported once here, shared by every child)
-    from . import trial  # noqa: F401
+    from .. import artifacts, group, train  # noqa: F401  (imported once here, shared by every child)
+    from . import gather, trial  # noqa: F401
 
     torch.set_num_threads(1)  # before any fork: children must not inherit a thread pool
     root = None if root is None else os.path.realpath(root)
     owner = os.getuid()
     children: set[int] = set()
+    gathering = gather.Gathering(sizes) if sizes is not None else None
+    queue: list[list] = []  # gathered groups waiting for a trainer
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".new")
     listener.listen(64)
     os.rename(path + ".new", path)  # the path appears only once connections are accepted
-    listener.settimeout(1.0)
+    listener.settimeout(1.0 if gathering is None else 0.1)
     while os.getppid() == parent:  # the search that started us is still there
         _reap(children)
+        if gathering is not None:
+            queue += gathering.ready(idle=not queue and len(children) < trainers)
+            while queue and len(children) < trainers:
+                _fork_group(queue.pop(0), listener, gathering, children)
         try:
             connection, _ = listener.accept()
         except socket.timeout:
@@ -245,6 +292,14 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
             continue
         if uid != owner:
             _refuse(connection, f"this warm worker serves only uid {owner}, not uid {uid}")
+            continue
+        if gathering is not None:
+            if len(gathering) + sum(map(len, queue)) >= MAX_GATHERED:
+                _refuse(connection, BUSY, busy=True)
+                continue
+            gathering.starting()
+            threading.Thread(target=_take_in, args=(connection, root, request_timeout, gathering),
+                             daemon=True).start()
             continue
         _reap(children)
         if len(children) >= max_children:
@@ -266,6 +321,40 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
         connection.close()
 
 
+def _fork_group(members: list, listener: socket.socket, gathering, children: set[int]) -> None:
+    """Train a gathered group in a child (gather.train_members); its members' trial processes that went
+    away meanwhile are left out."""
+    from . import gather
+
+    live = []
+    for member in members:
+        if client_gone(member.connection):
+            member.connection.close()
+        else:
+            live.append(member)
+    if not live:
+        return
+    alone = len(live) == 1 and gathering.alone(live[0].config)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for member in live:
+            _refuse(member.connection, f"the warm worker cannot fork: {exc}")
+        return
+    if pid == 0:
+        listener.close()
+        for connection in gathering.connections():  # the other trials' are not this child's to hold
+            with contextlib.suppress(OSError):
+                connection.close()
+        try:
+            gather.train_members(live, alone)
+        finally:
+            os._exit(0)
+    children.add(pid)
+    for member in live:
+        member.connection.close()
+
+
 def delegate(path: str, argv: list[str]) -> int | None:
     """In the trial process: have the worker run this trial; None when no worker answers.
 
@@ -273,6 +362,9 @@ def delegate(path: str, argv: list[str]) -> int | None:
     were wrong. Only a worker that is busy (too many trials at once) or cannot fork gives None:
     nothing of the trial has started, so it runs in its own process.
     """
+    deadline = time.monotonic() + WORKER_START_WAIT
+    while not os.path.exists(path) and os.path.isdir(os.path.dirname(path)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the worker is still importing torch: worth waiting, it takes less than starting here
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         try:
             connection.connect(path)
@@ -280,7 +372,7 @@ def delegate(path: str, argv: list[str]) -> int | None:
             return None
         env = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
         with contextlib.suppress(OSError):  # a worker that refuses at once may have closed already
-            _send(connection, {"argv": argv, "env": env, "cwd": os.getcwd()})
+            send(connection, {"argv": argv, "env": env, "cwd": os.getcwd()})
         try:
             for line in connection.makefile("r", encoding="utf-8"):
                 message = json.loads(line)
@@ -304,20 +396,28 @@ def delegate(path: str, argv: list[str]) -> int | None:
     return 1
 
 
+def available() -> bool:
+    """Whether searches here get a warm worker: FUNCAPPROX_WARM=0 turns it off, and it needs SO_PEERCRED."""
+    return os.environ.get(DISABLE_VARIABLE, "1") != "0" and hasattr(socket, "SO_PEERCRED")
+
+
 @contextlib.contextmanager
 def worker(enabled: bool = True, root: Path | None = None, max_children: int = MAX_CHILDREN,
-           request_timeout: float = REQUEST_TIMEOUT) -> Iterator[str | None]:
+           request_timeout: float = REQUEST_TIMEOUT, sizes: dict[str, int] | None = None,
+           trainers: int = 2) -> Iterator[str | None]:
     """Run a warm worker for the duration of the block and yield its socket path
     (None when not enabled, FUNCAPPROX_WARM=0 turns it off or the system cannot tell a
     socket's peer (no SO_PEERCRED): every trial then imports torch itself).
 
     `root`: the folder the trials write to (the experiment work folder); a request whose
     NNI_OUTPUT_DIR is not inside it is refused. None: no restriction.
+    `sizes`: the stage's grid group sizes ({config.group_key: configurations}): trials that can share a
+    batched step are gathered and trained together (gather.py), `trainers` groups at once.
 
     It does not wait for the worker to be ready: trials that start before it listens
-    (it takes a few seconds to import torch) run in their own process.
+    (it takes a few seconds to import torch) wait for it (delegate).
     """
-    if not enabled or os.environ.get(DISABLE_VARIABLE, "1") == "0" or not hasattr(socket, "SO_PEERCRED"):
+    if not enabled or not available():
         yield None
         return
     folder = tempfile.mkdtemp(prefix="funcapprox-warm-")  # short path: sockets allow ~100 characters
@@ -325,6 +425,9 @@ def worker(enabled: bool = True, root: Path | None = None, max_children: int = M
     options = ["--max-children", str(max_children), "--request-timeout", str(request_timeout)]
     if root is not None:
         options += ["--root", str(root)]
+    if sizes is not None:
+        (Path(folder) / "groups.json").write_text(json.dumps(sizes))
+        options += ["--groups", str(Path(folder) / "groups.json"), "--trainers", str(trainers)]
     # A session of its own: a Ctrl-C at the terminal goes to `funcapprox search`, which stops
     # the experiment in order, not to the trials running in this worker's children.
     process = subprocess.Popen([sys.executable, "-m", "funcapprox.nni.warm", path, *options], start_new_session=True,
@@ -337,7 +440,7 @@ def worker(enabled: bool = True, root: Path | None = None, max_children: int = M
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        for leftover in (path, path + ".new"):
+        for leftover in (path, path + ".new", str(Path(folder) / "groups.json")):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
         with contextlib.suppress(OSError):
@@ -352,8 +455,13 @@ def _main(args: list[str]) -> None:
     parser.add_argument("--root", type=Path)
     parser.add_argument("--max-children", type=int, default=MAX_CHILDREN)
     parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT)
+    parser.add_argument("--groups", help="the grid's group sizes (JSON): gather trials into batched steps")
+    parser.add_argument("--trainers", type=int, default=2)
     options = parser.parse_args(args)
-    serve(options.socket, options.root, options.max_children, options.request_timeout)
+    from .gather import load_sizes
+
+    serve(options.socket, options.root, options.max_children, options.request_timeout,
+          load_sizes(options.groups), options.trainers)
 
 
 if __name__ == "__main__":

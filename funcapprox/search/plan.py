@@ -20,22 +20,27 @@ from ..config import (
     HIDDEN_KEYS,
     TrainConfig,
     function_text,
+    group_key,
     is_data_file,
     parameter_name,
     params_to_settings,
     searchable_names,
 )
 from ..errors import ConfigError, ExperimentError
-from ..nni.config import WIDTH_SEARCH, experiment_config, to_yaml, trial_command, tuner_config
+from ..nni.config import WIDTH_SEARCH, assessor_config, experiment_config, to_yaml, trial_command, tuner_config
+from ..nni.gather import GROUP_LIMIT
 from ..nni.store import load_experiment
 from ..results import Experiment, RunMeta, experiment_ids, read_meta, write_meta
 from ..widths import DEFAULT_MAX_WIDTH, MAX_DEPTH
-from .space import default_space_path, grid_size, load_space, normalize_space
+from .space import default_space_path, grid_points, grid_size, in_group_order, load_space, normalize_space
 
 NONARCH_HIDDEN = (16, 16, 16)  # the study's fixed network for stage 1
 
 # A trial leaves about 80 KiB (its files, NNI's store and logs): the study's 306 trials about 25 MiB.
 MIN_FREE_BYTES = 64 * 2**20
+
+MAX_SLOTS = 64  # NNI trials at once, thin clients included (each a Python process of about 20 MB)
+MAX_LISTED_GRID = 100_000  # grid points counted for grouping; a larger grid trains its trials one by one
 
 SMALLEST_SEEDS = 5  # --stage smallest judges a network by the median of this many seeds' max errors
 SMALLEST_MAX_TRIALS = 64  # far more than a width search takes (about 8 trials a depth)
@@ -58,6 +63,7 @@ class StagePlan:
     max_trials: int | None = None
     max_duration: str | None = None
     max_trial_duration: str | None = None
+    assessor: str | None = None  # NNI's early stopping (nni/config.py ASSESSORS); None: every trial runs out
     port: int | None = None
     handoff: dict[str, Any] = field(default_factory=dict)  # settings taken from stage 1
     from_experiment: str | None = None
@@ -92,6 +98,41 @@ class StagePlan:
     @property
     def grid_size(self) -> int | None:
         return None if self.tuner == WIDTH_SEARCH else grid_size(self.space)
+
+    @cached_property
+    def group_sizes(self) -> dict[str, int] | None:
+        """The grid's configurations by group key, for the warm worker to gather trials into batched
+        steps (nni/gather.py); None where it does not: no grid tuner, trials on remote machines, or no worker."""
+        from ..nni.warm import available
+
+        if self.tuner != "GridSearch" or self.machines_file is not None or not available():
+            return None
+        return grid_group_sizes(self.fixed, self.space)
+
+    @property
+    def slots(self) -> int:
+        """NNI's trialConcurrency. Gathered trials are thin clients waiting in the warm worker, so there
+        are enough for `concurrency` groups training and as many more gathering meanwhile."""
+        sizes = self.group_sizes
+        if not sizes:
+            return self.concurrency
+        return min(MAX_SLOTS, 2 * self.concurrency * min(GROUP_LIMIT, max(sizes.values())))
+
+
+def grid_group_sizes(fixed: dict[str, Any], space: dict[str, Any]) -> dict[str, int] | None:
+    """How many of the grid's configurations share each group key (config.group_key); None for a grid
+    too large to list. Points that make no valid configuration are left out (they fail at once)."""
+    size = grid_size(space)
+    if size is None or size > MAX_LISTED_GRID:
+        return None
+    sizes: dict[str, int] = {}
+    for point in grid_points(space):
+        try:
+            key = group_key(TrainConfig.from_dict({**fixed, **params_to_settings(point)}))
+        except ConfigError:
+            continue
+        sizes[key] = sizes.get(key, 0) + 1
+    return sizes
 
 
 def latest_finished(workdir: Path, stage: str, func: str, domain: tuple[float, float] = DEFAULT_DOMAIN,
@@ -195,6 +236,8 @@ def plan_stage(
         if grid_size(space) is None:
             raise ConfigError(f"{path} has continuous parameters: give --max-trials or --max-duration")
         limits["max_trials"] = grid_size(space)  # ends the experiment in DONE when the grid is covered
+    if limits.get("tuner", "GridSearch") == "GridSearch":
+        space = in_group_order(space)
     plan = StagePlan(stage=stage, fixed=fixed, space=space, workdir=Path(workdir), handoff=handoff,
                      from_experiment=source_id, space_source=str(path), next_stage=next_stage,
                      machines_file=Path(machines_file) if machines_file else None, **limits)
@@ -261,9 +304,11 @@ def write_stage_files(plan: StagePlan, folder: Path) -> Path:
         command = trial_command(plan.fixed, warm=plan.warm_socket)
     config = experiment_config(
         name=plan.name, search_space=plan.space, code_dir=code_dir, command=command,
-        workdir=plan.workdir, tuner=plan.tuner, tuner_args=plan.tuner_args, concurrency=plan.concurrency,
+        workdir=plan.workdir, tuner=plan.tuner, tuner_args=plan.tuner_args, concurrency=plan.slots,
         max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
+        assessor=assessor_config(plan.assessor, plan.fixed.get("epochs", TrainConfig(func=plan.func).epochs))
+        if plan.assessor else None,
     )
     if machines:
         config["trainingService"] = remote_training_service(machines, manager_ip_for(machines))

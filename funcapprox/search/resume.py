@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from itertools import product
 from typing import Any
 
 from ..config import POINT_KEY, TrainConfig, params_to_settings, settings_to_params
 from ..errors import ConfigError
 from ..results import Experiment, TrialRecord, TrialState
 from ..widths import WidthSearch
-from .space import grid_size, q_grid
+from .space import grid_points, grid_size
 
 # A trial that failed with its own verdict (failure.json: diverged, or parameters
 # rejected) would fail again the same way: it counts as a result, like a success.
@@ -55,30 +54,6 @@ class ResumePlan:
     def search_space(self) -> dict[str, Any] | None:
         """What the resumed tuner searches: exactly the points left, or the recorded space."""
         return points_space(self.remaining) if self.remaining else self.space
-
-
-def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every parameter set GridSearch schedules for a finite space, as NNI sends them."""
-    keys = [k for k in space if k != "_name"]
-    options = [_values(space[k]) for k in keys]
-    return [dict(zip(keys, combo)) for combo in product(*options)]
-
-
-def _values(spec: dict[str, Any]) -> list[Any]:
-    kind, values = spec["_type"], spec["_value"]
-    if kind == "choice":
-        out: list[Any] = []
-        for value in values:
-            if isinstance(value, dict):  # a nested choice: its branch name plus its own grid
-                out += [{"_name": value["_name"], **point} for point in grid_points(value)]
-            else:
-                out.append(value)
-        return out
-    if kind == "randint":
-        return list(range(int(values[0]), int(values[1])))
-    if kind in ("quniform", "qloguniform"):
-        return q_grid(*values[:3])
-    raise ConfigError(f"a {kind} parameter has no finite grid")
 
 
 def point_key(fixed: dict[str, Any], params: dict[str, Any]) -> str | None:

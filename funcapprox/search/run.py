@@ -21,7 +21,7 @@ from ..nni.remote import check_machine, fetch_trials
 from ..nni.store import load_experiment, prepare_store
 from ..results import META_DIR, Experiment, RunMeta, experiment_ids, read_meta, resolve_id, update_meta, write_meta
 from ..views.figures import plot_best
-from .plan import StagePlan, check_workdir, plan_stage, run_meta, write_stage_files
+from .plan import StagePlan, check_workdir, grid_group_sizes, plan_stage, run_meta, write_stage_files
 from .resume import ResumePlan, plan_resume
 
 
@@ -150,7 +150,8 @@ def run_stage(
     for machine in machines or ():
         check_machine(machine)  # a clear error now, not failed trials later
     # The warm worker lives while we follow; it serves trials whose files go under the work folder.
-    with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=plan.workdir) as socket_path:
+    with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=plan.workdir, sizes=plan.group_sizes,
+                                                trainers=plan.concurrency) as socket_path:
         plan = replace(plan, warm_socket=socket_path)
         with _signals_deferred() as deferred:
             launched = launch(plan)
@@ -175,7 +176,10 @@ def resume_stage(
     for machine in machines or ():
         check_machine(machine)
     _fetch(machines, workdir, exp_id)  # what remote trials left decides what is left to run
-    with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=Path(workdir)) as socket_path:
+    meta = read_meta(Path(workdir) / exp_id)
+    sizes = None if machines else _recorded_group_sizes(Path(workdir), exp_id, meta)
+    with _stop_signals_interrupt(), warm.worker(enabled=not machines, root=Path(workdir), sizes=sizes,
+                                                trainers=meta.concurrency or 2) as socket_path:
         with _signals_deferred() as deferred:
             launched, plan = resume(workdir, exp_id, port=port, warm_socket=socket_path)
         if launched is None:
@@ -325,12 +329,7 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
     if live_status(experiment.id, meta) is not None:
         raise ExperimentError(f"experiment {experiment.id} is still running; "
                               f"stop it first with `funcapprox experiments --stop {experiment.id}`")
-    try:
-        space = json.loads((folder / META_DIR / "search_space.json").read_text())
-    except (OSError, ValueError, RecursionError):
-        raise ExperimentError(f"experiment {experiment.id} has no readable search space in {folder / META_DIR}; "
-                              "it cannot be resumed") from None
-    plan = plan_resume(experiment, space)
+    plan = plan_resume(experiment, _recorded_space(workdir, experiment.id))
     if plan.to_run == 0:
         return None, plan
     check_workdir(workdir)
@@ -357,6 +356,26 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
                                   f"({getattr(exc, 'strerror', None) or exc}); it was stopped") from None
         raise
     return launched, plan
+
+
+def _recorded_space(workdir: Path, exp_id: str) -> dict:
+    """The search space funcapprox wrote for the experiment (its own copy, not NNI's store)."""
+    folder = Path(workdir) / exp_id / META_DIR
+    try:
+        return json.loads((folder / "search_space.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        raise ExperimentError(f"experiment {exp_id} has no readable search space in {folder}; "
+                              "it cannot be resumed") from None
+
+
+def _recorded_group_sizes(workdir: Path, exp_id: str, meta: RunMeta) -> dict[str, int] | None:
+    """The group sizes of the grid the experiment started with (StagePlan.group_sizes), for its resume."""
+    if meta.tuner != "GridSearch" or not meta.fixed:
+        return None
+    try:
+        return grid_group_sizes(meta.fixed, _recorded_space(workdir, exp_id))
+    except (ExperimentError, ConfigError):
+        return None  # resume says what is wrong
 
 
 def remote_machines(meta: RunMeta) -> list | None:

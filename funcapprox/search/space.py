@@ -20,7 +20,9 @@ from ..config import (
     ARCH_KEY,
     HIDDEN_KEYS,
     MAX_WIDTH,
+    PER_COPY,
     check_value,
+    padded_hidden,
     searchable_names,
 )
 from ..errors import ConfigError
@@ -318,3 +320,69 @@ def all_architectures(space: dict[str, Any]) -> list[tuple[int, ...]]:
         choices = [branch[k]["_value"] for k in HIDDEN_KEYS if k in branch]
         nets.extend(tuple(p) for p in product(*choices))
     return nets
+
+
+def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every parameter set GridSearch schedules for a finite space, as NNI sends them."""
+    keys = [k for k in space if k != "_name"]
+    options = [_point_values(space[k]) for k in keys]
+    return [dict(zip(keys, combo)) for combo in product(*options)]
+
+
+def _point_values(spec: dict[str, Any]) -> list[Any]:
+    kind, values = spec["_type"], spec["_value"]
+    if kind == "choice":
+        out: list[Any] = []
+        for value in values:
+            if isinstance(value, dict):  # a nested choice: its branch name plus its own grid
+                out += [{"_name": value["_name"], **point} for point in grid_points(value)]
+            else:
+                out.append(value)
+        return out
+    if kind == "randint":
+        return list(range(int(values[0]), int(values[1])))
+    if kind in ("quniform", "qloguniform"):
+        return q_grid(*values[:3])
+    raise ConfigError(f"a {kind} parameter has no finite grid")
+
+
+def in_group_order(space: dict[str, Any]) -> dict[str, Any]:
+    """The same grid, written so GridSearch proposes the points that can share a batched step (those
+    differing only in PER_COPY settings, funcapprox/group.py) one after another: a finite quniform or
+    qloguniform becomes the choice of its grid values (NNI subdivides those over passes, which would
+    spread a group over the whole search), and the per-copy parameters go last (they vary fastest)."""
+    if grid_size(space) is None:
+        return space
+    written = {}
+    for key, spec in space.items():
+        if isinstance(spec, dict) and spec.get("_type") in ("quniform", "qloguniform"):
+            spec = {"_type": "choice", "_value": q_grid(*spec["_value"][:3])}
+        written[key] = spec
+    if ARCH_KEY in written:
+        written[ARCH_KEY] = {"_type": "choice", "_value": [part for branch in written[ARCH_KEY]["_value"]
+                                                           for part in _by_padded_shape(branch)]}
+    per_copy = [k for k in written if ALIASES.get(k, k) in PER_COPY]
+    return {**{k: v for k, v in written.items() if k not in per_copy}, **{k: written[k] for k in per_copy}}
+
+
+def _by_padded_shape(branch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A nested-choice branch of networks cut into branches whose networks pad to one shape
+    (config.padded_hidden), so that the networks of a batched step are proposed together."""
+    layers = [k for k in HIDDEN_KEYS if k in branch]
+    if any(set(branch[k]) != {"_type", "_value"} or branch[k]["_type"] != "choice" for k in layers):
+        return [branch]
+    parts_per_layer = []
+    for key in layers:
+        parts: dict[int, list[int]] = {}
+        for width in branch[key]["_value"]:
+            parts.setdefault(padded_hidden((width,))[0], []).append(width)
+        parts_per_layer.append(list(parts.items()))
+    if all(len(parts) == 1 for parts in parts_per_layer):
+        return [branch]
+    out = []
+    for combo in product(*parts_per_layer):
+        shape = ",".join(str(rung) for rung, _ in combo)
+        part = {**branch, "_name": f"{branch['_name']}, padded to {{{shape}}}"}
+        part.update({key: {"_type": "choice", "_value": widths} for key, (_, widths) in zip(layers, combo)})
+        out.append(part)
+    return out

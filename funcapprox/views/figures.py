@@ -61,6 +61,7 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
 def trial_history(trial: TrialRecord) -> list[dict]:
     """The trial's evaluations with their epochs: its own history.json, else NNI's intermediate results."""
     from ..artifacts import HISTORY_FILE, read_json
+    from ..nni.trial import reported_epochs
     from ..train import EVAL_EVERY
 
     if trial.output_dir is not None:
@@ -68,8 +69,10 @@ def trial_history(trial: TrialRecord) -> list[dict]:
             return read_json(trial.output_dir / HISTORY_FILE)
         except FuncApproxError:
             pass
-    return [{"epoch": EVAL_EVERY * (i + 1), "metric": m, "max_error": float("nan")}
-            for i, m in enumerate(trial.history)]
+    epochs = trial.config.epochs
+    evaluated = list(range(EVAL_EVERY, epochs + 1, EVAL_EVERY)) + ([epochs] if epochs % EVAL_EVERY else [])
+    at = reported_epochs(evaluated, epochs, len(trial.history))
+    return [{"epoch": epoch, "metric": m, "max_error": float("nan")} for epoch, m in zip(at, trial.history)]
 
 
 def plot_best(experiment: Experiment) -> Path | None:
