@@ -29,7 +29,8 @@ from .config import (
     parse_hidden,
 )
 from .errors import ConfigError, FuncApproxError
-from .nni.config import TUNERS
+from .nni.config import ASSESSORS, TUNERS
+from .nni.gather import GROUP_LIMIT
 
 DEFAULTS = TrainConfig()
 
@@ -229,7 +230,9 @@ experiment_option = click.option(
 @click.option("--tuner", type=click.Choice(tuple(TUNERS)),
               default="GridSearch", show_default=True)
 @click.option("--concurrency", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Trials run at once.")
+              help="Trials, or batched steps of trials, training at once.")
+@click.option("--assessor", type=click.Choice(ASSESSORS),
+              help="Stop unpromising trials early with this NNI assessor [default: none, every trial runs out].")
 @click.option("--max-trials", type=click.IntRange(1), help="Stop after this many trials [default: the grid size].")
 @click.option("--max-duration", help="Stop the experiment after this long, e.g. 30m.")
 @click.option("--max-trial-duration", help="Fail a trial that runs longer than this, e.g. 5m.")
@@ -251,7 +254,8 @@ experiment_option = click.option(
 @click.option("--resume", "resume_id", metavar="EXP_ID",
               help="Continue a stopped or interrupted experiment: run only what it has not run yet.")
 @click.pass_context
-def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experiment, tuner, concurrency, max_trials,
+def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experiment, tuner, concurrency, assessor,
+           max_trials,
            max_duration, max_trial_duration, epochs, seeds, port, workdir, no_wait, keep_ui, dry_run, platform,
            machines_file, max_error, depth, resume_id):
     """Search with NNI: stage 1 (nonarch), stage 2 (arch) with stage 1's best, or both.
@@ -283,7 +287,7 @@ def search(ctx, stage, func, domain, holdout, space_file, set_pairs, from_experi
     if holdout is not None:
         set_values["holdout"] = holdout
     limits = dict(tuner=tuner, concurrency=concurrency, max_trials=max_trials, max_duration=max_duration,
-                  max_trial_duration=max_trial_duration, port=port)
+                  max_trial_duration=max_trial_duration, port=port, **({"assessor": assessor} if assessor else {}))
     widths = {"max_error": max_error, "depths": (depth,) if depth else None}
     if dry_run:
         plan = _library_call(plan_stage, "nonarch" if stage == "all" else stage, func, workdir, domain=domain,
@@ -330,8 +334,11 @@ def _listener(keep_ui: bool):
             click.echo(f"stage arch fixes ({source}): " + ", ".join(f"{k}={v}" for k, v in plan.handoff.items()))
         where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
         trials = plan.max_trials or "up to " + str(plan.max_duration)
+        batched = ""
+        if plan.group_sizes and max(plan.group_sizes.values()) > 1:
+            batched = f" (batched steps of up to {min(GROUP_LIMIT, max(plan.group_sizes.values()))} trials)"
         click.echo(f"stage {plan.stage} for {function_text(plan.func, plan.domain)}: {trials} trials, {plan.tuner}, "
-                   f"concurrency {plan.concurrency}{where}")
+                   f"concurrency {plan.concurrency}{batched}{where}")
 
     def on_outcome(outcome) -> None:
         if outcome.status == "RUNNING":  # --no-wait

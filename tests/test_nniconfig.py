@@ -12,7 +12,9 @@ import yaml
 from funcapprox.config import TrainConfig, params_to_settings, read_set_pairs
 from funcapprox.errors import ConfigError
 from funcapprox.nni.config import (
+    ASSESSORS,
     TUNERS,
+    assessor_config,
     experiment_config,
     parse_duration,
     to_yaml,
@@ -72,6 +74,26 @@ def test_nni_builds_each_tuner_from_its_class_args(tuner):
     instance.update_search_space(load_space(default_space_path("arch")))
     params = instance.generate_parameters(0)
     TrainConfig.from_dict({"func": "square", **params_to_settings(params)})
+
+
+@pytest.mark.parametrize("name", ASSESSORS)
+def test_each_assessor_validates_with_nni_and_nni_builds_it(tmp_path, name):
+    from nni.tools.package_utils.tuner_factory import create_builtin_class_instance
+
+    entry = assessor_config(name, epochs=1000)
+    validate_with_nni(_config(tmp_path, assessor=entry))
+    assessor = create_builtin_class_instance(name, dict(entry["classArgs"]), "assessors")
+    if name == "Curvefitting":
+        assert entry["classArgs"]["epoch_num"] == 20  # 1000 epochs, an intermediate result every 50
+        assert assessor.target_pos == 20
+    else:
+        assert assessor._high_better  # the metric: higher is better
+
+
+def test_no_assessor_unless_asked(tmp_path):
+    assert "assessor" not in _config(tmp_path)
+    with pytest.raises(ConfigError, match="--assessor must be one of Medianstop, Curvefitting"):
+        assessor_config("Hyperband", epochs=10)
 
 
 def test_config_keys_and_limits(tmp_path):

@@ -20,6 +20,24 @@ TUNERS: dict[str, dict[str, Any]] = {
 }
 
 
+# Early stopping by NNI's own assessors, off by default (a grid search is meant to cover its grid). Each
+# judges a trial by its intermediate results, one every nni/trial.py's REPORT_EVERY epochs.
+ASSESSORS = ("Medianstop", "Curvefitting")
+
+
+def assessor_config(name: str, epochs: int) -> dict[str, Any]:
+    """NNI's `assessor` entry; `epochs`: the trials' budget (Curvefitting needs its count of results)."""
+    from .trial import REPORT_EVERY
+
+    if name == "Medianstop":  # stops a trial whose best so far is below the median of the finished ones
+        return {"name": name, "classArgs": {"optimize_mode": "maximize", "start_step": 2}}
+    if name == "Curvefitting":  # extrapolates the curve; NNI documents it for accuracies (metrics up to 1)
+        reported = epochs // REPORT_EVERY + (1 if epochs % REPORT_EVERY else 0)
+        return {"name": name, "classArgs": {"epoch_num": reported, "start_step": max(1, reported // 4),
+                                            "threshold": 0.95, "gap": 1}}
+    raise ConfigError(f"--assessor must be one of {', '.join(ASSESSORS)}, not {name!r}")
+
+
 def trial_command(fixed: dict[str, Any], python: str | None = None, warm: str | None = None) -> str:
     """The shell command NNI runs per trial: the stage's fixed settings as readable --set pairs."""
     import json
@@ -73,8 +91,9 @@ def experiment_config(
     max_trials: int | None = None,
     max_duration: str | None = None,
     max_trial_duration: str | None = None,
+    assessor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The experiment as NNI's v2 config keys (plain data, ready for YAML)."""
+    """The experiment as NNI's v2 config keys (plain data, ready for YAML); `assessor` as assessor_config."""
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, not {concurrency}")
     if max_trials is not None and max_trials < 1:
@@ -88,6 +107,7 @@ def experiment_config(
         "trialConcurrency": concurrency,
         "experimentWorkingDirectory": str(workdir),
         "tuner": tuner_config(tuner, tuner_args),
+        **({"assessor": assessor} if assessor else {}),
         "trainingService": {"platform": "local", "useActiveGpu": False},
     }
     if max_trials is not None:
