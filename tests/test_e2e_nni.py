@@ -142,11 +142,14 @@ def test_sigterm_stops_the_experiment_and_keeps_what_finished(workdir, tmp_path)
     import signal
     import time
 
-    space = write_space(tmp_path / "space.json", {"learning_rate": {"_type": "choice", "_value": [
-        0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008]}})
+    # 8 configurations that share no batched step (each its own activation and optimizer), so they finish
+    # a few at a time rather than all at once
+    space = write_space(tmp_path / "space.json", {
+        "act_func": {"_type": "choice", "_value": ["ReLU", "LeakyReLU", "Tanh", "Softplus"]},
+        "optimizer": {"_type": "choice", "_value": ["Adam", "RMSprop"]}})
     env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
     search = subprocess.Popen([sys.executable, "-m", "funcapprox", "search", "--stage", "nonarch", "--func", "square",
-                               "--space", str(space), "--epochs", "100"], env=env, cwd=tmp_path,
+                               "--space", str(space), "--epochs", "1500"], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180

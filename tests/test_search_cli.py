@@ -21,7 +21,7 @@ from funcapprox.config import DATA_ONLY, TrainConfig, field_names, parse_set_val
 from funcapprox.errors import ConfigError
 from funcapprox.nni.trial import resolve
 from funcapprox.search.plan import plan_stage
-from funcapprox.search.space import default_space_path, load_space
+from funcapprox.search.space import default_space_path, in_group_order, load_space
 
 JSON_KEYS = ["trial_id", "status", "params", "metric", "rms", "max_error", "n_params", "seconds"]
 DIVERGED = "training diverged at epoch 5: the network output became NaN or infinite"
@@ -354,7 +354,10 @@ def test_dry_run_nonarch(tmp_path):
     assert settings["func"] == "oscillator" and settings["hidden"] == "16,16,16"
     assert not {"act", "lr", "optimizer", "loss"} & set(settings)  # the tuner decides those
     folder = tmp_path / ".dry-run" / "oscillator-nonarch"
-    assert json.loads((folder / "search_space.json").read_text()) == load_space(default_space_path("nonarch"))
+    # the shipped space, written so that each batched step's points come one after another
+    assert json.loads((folder / "search_space.json").read_text()) == in_group_order(
+        load_space(default_space_path("nonarch")))
+    assert config["trialConcurrency"] == 48  # thin clients: 2 batched steps of 12 training, 2 more gathering
     meta = json.loads((folder / "run.json").read_text())
     assert (meta["stage"], meta["grid_size"], meta["max_trials"]) == ("nonarch", 180, 180)
     assert resolve(settings, {"act_func": "Tanh", "learning_rate": 0.02, "optimizer": "Adam", "loss": "MSELoss"})

@@ -200,11 +200,13 @@ def test_a_client_of_another_uid_is_refused_before_anything_is_forked(worker, tm
     assert_serves_a_trial(worker, tmp_path / "owner")
 
 
-@pytest.fixture(scope="module")
-def guarded(tmp_path_factory):
-    """A worker that serves only trials writing inside `root`, waiting 1 s for a request line."""
+@pytest.fixture(scope="module", params=["a child per trial", "gathering trials (gather.py)"])
+def guarded(tmp_path_factory, request):
+    """A worker that serves only trials writing inside `root`, waiting 1 s for a request line: forking a
+    child per trial, or (with the grid's group sizes, as in a grid search) gathering them into groups."""
     root = tmp_path_factory.mktemp("served")
-    with started_worker(root=root, request_timeout=1.0) as path:
+    sizes = {} if request.param.startswith("gathering") else None
+    with started_worker(root=root, request_timeout=1.0, sizes=sizes) as path:
         yield path, root
 
 

@@ -79,18 +79,23 @@ def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta) -> 
     """Say why a trial ended early where NNI's word hides it.
 
     NNI 3.0 records a trial killed by a signal as USER_CANCELED, and one stopped for
-    running past maxTrialDuration as EARLY_STOPPED or (a race in NNI) USER_CANCELED; no
-    assessor is configured here, so both are failures of the trial, shown as FAILED with
-    the reason. A trial the user cancelled (USER_TO_CANCEL in the store) or that ended
-    with its experiment stays as NNI said.
+    running past maxTrialDuration as EARLY_STOPPED or (a race in NNI) USER_CANCELED: both
+    are failures of the trial, shown as FAILED with the reason. A trial the user cancelled
+    (USER_TO_CANCEL in the store), one an assessor stopped (EARLY_STOPPED within the time
+    limit) or one that ended with its experiment stays as NNI said.
     """
     by_user = {row[1] for row in events if row[2] == "USER_TO_CANCEL"}
     started = {row[1]: row[0] for row in reversed(events) if TrialState.of(row[2]).started}
     ended = {row[1]: row[0] for row in events if TrialState.of(row[2]).finished}
+    # Trials that ended of themselves (not cancelled): one that ends after a trial was killed shows the search
+    # went on, as does one that starts after it (the trials of a batched step all start together).
+    ended_of_themselves = [ended[t.trial_id] for t in trials
+                           if t.status in (TrialState.SUCCEEDED, TrialState.FAILED) and t.trial_id in ended]
     explained = []
     for t in trials:
         end = ended.get(t.trial_id)
-        went_on = end is not None and any(begun > end for begun in started.values())
+        went_on = end is not None and (any(begun > end for begun in started.values())
+                                       or any(other > end for other in ended_of_themselves))
         limit = _duration_seconds(meta.max_trial_duration)
         over_time = limit is not None and t.seconds is not None and t.seconds >= limit
         if t.status in (TrialState.EARLY_STOPPED, TrialState.USER_CANCELED) and t.trial_id not in by_user and over_time:
