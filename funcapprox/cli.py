@@ -335,7 +335,7 @@ def _listener(keep_ui: bool):
         where = f", on the machines of {plan.machines_file} over SSH" if plan.machines_file else ""
         trials = plan.max_trials or "up to " + str(plan.max_duration)
         batched = ""
-        if plan.group_sizes and max(plan.group_sizes.values()) > 1:
+        if plan.group_sizes and max(plan.group_sizes.values()) > 1 and plan.slots > plan.concurrency:  # a worker
             batched = f" (batched steps of up to {min(GROUP_LIMIT, max(plan.group_sizes.values()))} trials)"
         click.echo(f"stage {plan.stage} for {function_text(plan.func, plan.domain)}: {trials} trials, {plan.tuner}, "
                    f"concurrency {plan.concurrency}{batched}{where}")

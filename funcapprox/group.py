@@ -4,10 +4,11 @@ A trial of the study's grid trains for about as long as NNI takes to start one, 
 bound by per-step overhead, not arithmetic. Configurations that share everything a step must share
 (group_key: the architecture, activation, optimizer, function, epochs, samples, batch, …) train here
 as the copies of one FlatMLP (engine.py), each copy with its own learning rate and schedule, loss,
-initialisation and seed. Every copy computes exactly what its run alone computes: its init and data
-come from its own seed, its loss is the mean over its own batch, its optimizer state and step size are
-its own, and no operation mixes copies (tests/test_group.py compares each copy with its solo run).
-So copy r's numbers depend on its configuration only, never on which others share its step.
+initialisation and seed. Every copy computes what its run alone (train.train) computes, to float
+rounding: its init and data come from its own seed, its loss is the mean over its own batch, its
+optimizer state and step size are its own, and no operation mixes copies (tests/test_group.py compares
+each copy with its solo run). And copy r's numbers are the same bit for bit whichever others share its
+step, or none (train_one): they depend on its configuration only.
 
 A configuration whose network diverges stops at that evaluation, as alone; the others go on without
 it (the net is rebuilt from the copies left). A lone copy trains beside a twin (a copy of itself,
@@ -28,9 +29,9 @@ import torch
 from .config import PER_COPY, TrainConfig, field_names, group_key, padded_hidden
 from .engine import FlatMLP, make_optimizer
 from .model import MLP, build_model
-from .train import EVAL_EVERY, Evaluation, Evaluator, TrainResult, _draw, diverged_message, lr_at
+from .train import EVAL_EVERY, Evaluation, Evaluator, TrainResult, _draw, diverged_message, lr_at, train
 
-__all__ = ["PER_COPY", "Stop", "can_group", "group_key", "groups", "train_group"]
+__all__ = ["PER_COPY", "Stop", "can_group", "group_key", "train_group", "train_one"]
 
 class Stop(Exception):
     """Raised by train_group's `on_eval` to stop that one configuration; the others go on."""
@@ -40,19 +41,6 @@ def can_group(config: TrainConfig) -> bool:
     """Whether train_group takes `config`: not a data file's (its epochs are not fresh draws), and not one
     that refines (refine.py's last phase runs one network at a time)."""
     return not config.is_data and not config.refines
-
-
-def groups(configs: Sequence[TrainConfig], max_copies: int | None = None) -> list[list[int]]:
-    """Indices of `configs` by group_key, in order of first appearance; with `max_copies`, a group is
-    cut into consecutive parts of at most that many copies (a configuration with seeds=N is N copies)."""
-    by_key: dict[str, list[list[int]]] = {}
-    for i, config in enumerate(configs):
-        parts = by_key.setdefault(group_key(config), [[]])
-        size = sum(configs[j].seeds for j in parts[-1])
-        if parts[-1] and max_copies is not None and size + config.seeds > max_copies:
-            parts.append([])
-        parts[-1].append(i)
-    return [part for parts in by_key.values() for part in parts]
 
 
 def _check_one_group(configs: Sequence[TrainConfig]) -> None:
@@ -83,6 +71,9 @@ def train_group(
     if not configs:
         return []
     _check_one_group(configs)
+    if not all(map(can_group, configs)):
+        raise ValueError("train_group takes neither data files nor configurations that refine; train those "
+                         "with train.train")
     if threads:
         torch.set_num_threads(threads)
     first = configs[0]
@@ -114,9 +105,6 @@ def train_group(
         return torch.tensor([rates[schedules[c]] for c in active], dtype=torch.float64)
 
     optimizer = make_optimizer(first.optimizer, net.params, learning_rates(0.0), copy_of=net.copy_of)
-    if not all(map(can_group, configs)):
-        raise ValueError("train_group takes neither data files nor configurations that refine; train those "
-                         "with train.train")
     evaluate = Evaluator(first.func, first.domain)
     f = evaluate.target.unit
     live = set(range(len(configs)))
@@ -176,6 +164,14 @@ def train_group(
         results[i].seconds = time.perf_counter() - start
     _unpad([(own[c], models[c]) for c in range(len(copies)) if copies[c][0] in live])
     return [None if i in stopped else result for i, result in enumerate(results)]
+
+
+def train_one(config: TrainConfig, on_eval: Callable[[Evaluation], None] | None = None) -> TrainResult:
+    """`config` trained as a batched step of its own, as in any group (train.train when group.py does not
+    take it); `on_eval` as train's."""
+    if not can_group(config):
+        return train(config, on_eval=on_eval)
+    return train_group([config], None if on_eval is None else lambda i, evaluation: on_eval(evaluation))[0]
 
 
 def _padded(model: MLP, hidden: tuple[int, ...]) -> MLP:

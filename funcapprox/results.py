@@ -117,6 +117,7 @@ class RunMeta:
     max_trial_duration: str | None = None
     machines_file: str | None = None  # --platform remote
     grid_size: int | None = None
+    batched: bool = False  # its trials train in batched steps (nni/gather.py, trial.py --batched)
     created: float | None = None  # seconds since the epoch
     status: str = "?"  # funcapprox's last word on it: RUNNING, DONE, INTERRUPTED, ERROR, …
     finished: bool = False

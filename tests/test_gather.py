@@ -22,14 +22,19 @@ BASE = TrainConfig(func="oscillator", hidden=(16, 16, 16), act="Tanh", optimizer
 
 
 def member(config: TrainConfig) -> gather.Member:
-    return gather.Member(connection=None, channel=None, config=config, output_dir=Path("."), cwd=".")
+    return gather.Member(connection=object(), channel=None, config=config, output_dir=Path("."), cwd=".")
+
+
+def take_in(gathering: gather.Gathering, config: TrainConfig) -> None:
+    taken = member(config)
+    gathering.starting(taken.connection)
+    gathering.add(taken.connection, taken)
 
 
 def gathering_of(configs: list[TrainConfig], sizes: dict[str, int]) -> gather.Gathering:
     gathering = gather.Gathering(sizes)
     for config in configs:
-        gathering.starting()
-        gathering.add(member(config))
+        take_in(gathering, config)
     return gathering
 
 
@@ -37,8 +42,7 @@ def test_a_group_trains_once_it_is_whole_and_not_before():
     configs = [BASE.replace(lr=lr) for lr in (0.01, 0.02, 0.03)]
     gathering = gathering_of(configs[:2], {group_key(BASE): 3})
     assert gathering.ready(idle=False) == [] and len(gathering) == 2
-    gathering.starting()
-    gathering.add(member(configs[2]))
+    take_in(gathering, configs[2])
     (group,) = gathering.ready(idle=False)
     assert [m.config for m in group] == configs and len(gathering) == 0
 
@@ -49,9 +53,11 @@ def test_a_group_short_of_whole_trains_only_when_a_trainer_idles_and_nothing_com
     assert gathering.ready(idle=True) == []  # something came in just now
     time.sleep(0.3)
     assert gathering.ready(idle=False) == []  # every trainer busy: wait for the rest
-    gathering.starting()  # a trial being taken in: its key may be this group's
-    assert gathering.ready(idle=True) == []
-    gathering.add(None)  # it was answered while taken in (rejected parameters)
+    connection = object()
+    gathering.starting(connection)  # a trial being taken in: its key may be this group's
+    assert gathering.ready(idle=True) == [] and gathering.connections()[0] is connection
+    gathering.add(connection, None)  # it was answered while taken in (rejected parameters)
+    assert connection not in gathering.connections() and len(gathering.connections()) == 2
     time.sleep(0.3)
     (group,) = gathering.ready(idle=True)
     assert len(group) == 2
@@ -67,9 +73,12 @@ def test_groups_are_cut_at_group_limit_and_the_rest_is_whole_when_the_grid_has_n
 def test_configurations_alone_in_the_grid_or_not_for_group_py_train_at_once():
     single = BASE.replace(hidden=(64, 32, 32))
     refines = BASE.replace(hidden=(8,), refine="lm")
-    gathering = gathering_of([single, refines], {group_key(single): 1, group_key(refines): 3})
-    assert [[m.config for m in g] for g in gathering.ready(idle=False)] == [[single], [refines]]
-    assert gathering.alone(single) and gathering.alone(refines) and not gathering.alone(BASE)
+    gathering = gathering_of([single, refines, refines.replace(lr=0.02)],
+                             {group_key(single): 1, group_key(refines): 3})
+    groups = gathering.ready(idle=False)
+    assert [[m.config for m in g] for g in groups] == [[single], [refines], [refines.replace(lr=0.02)]]
+    # alone in its grid group: still a batched step (of one), as beside others; one that refines: train.train
+    assert not groups[0][0].key.startswith(gather.ALONE) and groups[1][0].key.startswith(gather.ALONE)
 
 
 def test_the_key_pads_widths_to_the_rungs_and_keeps_wider_layers():
@@ -107,9 +116,9 @@ def workdirs(tmp_path):
         next(gen, None)
 
 
-def run_stage(workdir: Path, stage: str, space: Path, *extra: str):
+def run_stage(workdir: Path, stage: str, space: Path, *extra: str, env: dict[str, str] | None = None):
     done = funcapprox("search", "--stage", stage, "--func", "oscillator", "--space", str(space),
-                      "--epochs", str(EPOCHS), *extra, workdir=workdir, timeout=600)
+                      "--epochs", str(EPOCHS), *extra, workdir=workdir, timeout=600, env=env)
     assert done.returncode == 0, done.stderr
     (exp_id,) = experiment_ids(workdir)
     return load_experiment(workdir, exp_id)
@@ -148,6 +157,20 @@ def test_the_same_search_twice_gives_every_grid_point_the_same_numbers(workdirs,
         assert trial.history == pytest.approx([e["metric"] for e in mine["history"] if e["epoch"] % REPORT_EVERY == 0])
         steps.add(int(mine["stdout"].split("one batched step for ")[1].split()[0]))
     assert steps == batched  # the trials did share batched steps, as the grid groups them
+
+
+@pytest.mark.nni
+def test_a_trial_in_its_own_process_gives_what_it_gives_in_a_batched_step(workdirs, tmp_path):
+    """Where no warm worker takes a trial (FUNCAPPROX_WARM=0 here; a worker that is busy or not up yet in
+    a search) it trains in its own process as a batched step of one: the same numbers, bit for bit."""
+    space_file = write_space(tmp_path / "space.json", STAGE1_SPACE)
+    batched = by_point(run_stage(workdirs[0], "nonarch", space_file))
+    own = by_point(run_stage(workdirs[1], "nonarch", space_file, env={"FUNCAPPROX_WARM": "0"}))
+    assert set(batched) == set(own) and len(own) == 8
+    for key, mine in own.items():
+        assert "in its own process" in mine["stdout"] and "one batched step for 4" in batched[key]["stdout"]
+        assert mine["final"] == batched[key]["final"], key
+        assert mine["history"] == batched[key]["history"], key
 
 
 @pytest.mark.nni

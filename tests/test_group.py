@@ -15,7 +15,7 @@ import torch
 
 from funcapprox.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
 from funcapprox.engine import FlatMLP, make_optimizer
-from funcapprox.group import PER_COPY, Stop, group_key, groups, train_group
+from funcapprox.group import PER_COPY, Stop, group_key, train_group, train_one
 from funcapprox.model import build_model
 from funcapprox.train import train
 
@@ -69,19 +69,14 @@ def test_configs_that_differ_in_a_shared_setting_do_not(change):
 def test_the_stage_1_grid_falls_into_15_groups_of_12():
     grid = [TrainConfig(func="oscillator", act=act, optimizer=opt, lr=lr, loss=loss)
             for act, opt, lr, loss in itertools.product(ACTIVATIONS, OPTIMIZERS, LRS, LOSSES)]
-    parts = groups(grid)
+    parts: dict[str, list[TrainConfig]] = {}
+    for config in grid:
+        parts.setdefault(group_key(config), []).append(config)
     assert len(grid) == 180 and len(parts) == 15
-    assert sorted(i for part in parts for i in part) == list(range(180))
-    for part in parts:
+    for part in parts.values():
         assert len(part) == 12
-        assert len({(grid[i].act, grid[i].optimizer) for i in part}) == 1
-        assert {(grid[i].lr, grid[i].loss) for i in part} == set(itertools.product(LRS, LOSSES))
-
-
-def test_groups_are_cut_at_max_copies_counting_seeds():
-    configs = [BASE.replace(lr=lr) for lr in LRS] + [BASE.replace(act="Tanh"), BASE.replace(seeds=3)]
-    assert groups(configs) == [[0, 1, 2, 3, 4, 5, 7], [6]]
-    assert groups(configs, max_copies=4) == [[0, 1, 2, 3], [4, 5], [7], [6]]
+        assert len({(c.act, c.optimizer) for c in part}) == 1
+        assert {(c.lr, c.loss) for c in part} == set(itertools.product(LRS, LOSSES))
 
 
 # --- the engine: a learning rate and a loss per copy ----------------------------------------------
@@ -164,6 +159,7 @@ def test_a_copy_does_not_depend_on_the_copies_beside_it(optimizer):
     assert [_bits(r) for r in train_group([configs[i] for i in picked])] == [alone[i] for i in picked]
     assert [_bits(r) for r in train_group(configs[::-1])] == alone[::-1]
     assert _bits(train_group([configs[4]])[0]) == alone[4]  # a group of one: trained beside its twin
+    assert _bits(train_one(configs[4])) == alone[4]  # a trial of a batched stage in its own process
 
 
 @pytest.mark.parametrize("steps", [1, 10])
@@ -232,6 +228,7 @@ def test_a_padded_copy_does_not_depend_on_the_copies_beside_it():
     picked = [9, 0, 4]
     assert [_bits(r) for r in train_group([configs[i] for i in picked])] == [alone[i] for i in picked]
     assert _bits(train_group([configs[3]])[0]) == alone[3]
+    assert _bits(train_one(configs[3])) == alone[3]
 
 
 def test_learning_rates_and_losses_are_really_per_copy():

@@ -73,7 +73,11 @@ def _trial_settings(config: dict) -> dict:
     """The --set pairs of the trialCommand, parsed the way the trial parses them."""
     argv = shlex.split(config["trialCommand"])
     assert argv[:3] == [sys.executable, "-m", "funcapprox.nni.trial"]
-    return read_set_pairs(argv[4::2])
+    argv = argv[3:]
+    if config["tuner"] == {"name": "GridSearch"}:  # a grid's trials train in batched steps (nni/gather.py)
+        assert argv[0] == "--batched"
+        argv = argv[1:]
+    return read_set_pairs(argv[1::2])
 
 
 # --- results ----------------------------------------------------------------------------------

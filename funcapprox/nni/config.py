@@ -38,11 +38,14 @@ def assessor_config(name: str, epochs: int) -> dict[str, Any]:
     raise ConfigError(f"--assessor must be one of {', '.join(ASSESSORS)}, not {name!r}")
 
 
-def trial_command(fixed: dict[str, Any], python: str | None = None, warm: str | None = None) -> str:
-    """The shell command NNI runs per trial: the stage's fixed settings as readable --set pairs."""
+def trial_command(fixed: dict[str, Any], python: str | None = None, warm: str | None = None,
+                  batched: bool = False) -> str:
+    """The shell command NNI runs per trial: the stage's fixed settings as readable --set pairs
+    (`batched`: the trials train in batched steps, see nni/trial.py)."""
     import json
 
-    parts = [python or sys.executable, "-m", "funcapprox.nni.trial", *(["--warm", warm] if warm else [])]
+    parts = [python or sys.executable, "-m", "funcapprox.nni.trial", *(["--warm", warm] if warm else []),
+             *(["--batched"] if batched else [])]
     for key, value in fixed.items():
         if key == "hidden":
             text = ",".join(map(str, [*value, 0, 0][:3]))  # "64,0,0": never a bare number

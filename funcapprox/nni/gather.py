@@ -10,12 +10,14 @@ its final result and its exit code, each on that trial's own NNI channel and con
 trial process goes away stops alone.
 
 The numbers do not depend on the gathering: each copy of a batched step computes what it would beside
-any others (group.py). A configuration that is alone in its grid group, or that group.py does not take
-(a data file's, one that refines), trains with train.train, as `funcapprox train` trains it.
+any others or none (group.py), so a group taken short, a trial alone in its grid group and one that
+trains in its own process (`--batched`, when no worker takes it) all give the same. A configuration
+that group.py does not take (a data file's, one that refines) trains alone with train.train.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import threading
@@ -30,6 +32,7 @@ from .channel import CHANNEL_VARIABLE, HttpTrialChannel
 
 GROUP_LIMIT = 12  # configurations per batched step: the study's stage-1 groups; more gains little (group.py)
 GATHER_WAIT = 1.0  # seconds with no trial coming in before a trainer with nothing to do takes a group short of whole
+ALONE = "alone:"  # the key prefix of trials that train by themselves (Member.key)
 
 
 @dataclass
@@ -45,12 +48,15 @@ class Member:
     arrived: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
-        self.key = group_key(self.config)
+        from ..group import can_group
+
+        # one that group.py does not take never waits with those it does
+        self.key = group_key(self.config) if can_group(self.config) else ALONE + group_key(self.config)
 
 
 def set_pairs(argv: list[str]) -> dict:
     """The settings of a checked argv (warm._check_argv: `--set K=V` or `--set=K=V` only)."""
-    pairs = [a.removeprefix("--set=") for a in argv if a != "--set"]
+    pairs = [a.removeprefix("--set=") for a in argv if a not in ("--set", "--batched")]
     return read_set_pairs(pairs)
 
 
@@ -80,29 +86,23 @@ class Gathering:
         self.sizes = dict(sizes or {})  # group key -> configurations of the grid in that group
         self.waiting: dict[str, list[Member]] = {}
         self.handed: dict[str, int] = {}  # members of each key handed out to train
-        self.taking_in = 0  # trials being taken in right now (their key is not known yet)
+        self.taking_in: set = set()  # the connections of trials being taken in right now (their key is not known yet)
         self.last = time.monotonic()
         self.lock = threading.Lock()
 
-    def alone(self, config: TrainConfig) -> bool:
-        """Whether `config` trains by itself, with train.train: alone in its grid group, or not for group.py."""
-        from ..group import can_group
-
-        return self.sizes.get(group_key(config)) == 1 or not can_group(config)
-
     def __len__(self) -> int:
         with self.lock:
-            return self.taking_in + sum(map(len, self.waiting.values()))
+            return len(self.taking_in) + sum(map(len, self.waiting.values()))
 
-    def starting(self) -> None:
+    def starting(self, connection) -> None:
         with self.lock:
-            self.taking_in += 1
+            self.taking_in.add(connection)
             self.last = time.monotonic()
 
-    def add(self, member: Member | None) -> None:
-        """A trial taken in (None: it was answered while being taken in)."""
+    def add(self, connection, member: Member | None) -> None:
+        """The trial on `connection` taken in (None: it was answered while being taken in)."""
         with self.lock:
-            self.taking_in -= 1
+            self.taking_in.discard(connection)
             self.last = time.monotonic()
             if member is not None:
                 self.waiting.setdefault(member.key, []).append(member)
@@ -113,10 +113,10 @@ class Gathering:
         can NNI while every trial slot holds a trial waiting here)."""
         out = []
         with self.lock:
-            quiet = idle and self.taking_in == 0 and time.monotonic() - self.last >= GATHER_WAIT
+            quiet = idle and not self.taking_in and time.monotonic() - self.last >= GATHER_WAIT
             for key, members in self.waiting.items():
                 while members:
-                    whole = 1 if self.alone(members[0].config) else \
+                    whole = 1 if key.startswith(ALONE) else \
                         min(GROUP_LIMIT, max(1, self.sizes.get(key, GROUP_LIMIT) - self.handed.get(key, 0)))
                     if len(members) < whole and not quiet:
                         break
@@ -127,11 +127,12 @@ class Gathering:
         return out
 
     def connections(self) -> list:
+        """The trial processes' connections it holds: taken in, or being taken in."""
         with self.lock:
-            return [m.connection for members in self.waiting.values() for m in members]
+            return [*self.taking_in, *(m.connection for members in self.waiting.values() for m in members)]
 
 
-def train_members(members: list[Member], alone: bool) -> None:
+def train_members(members: list[Member]) -> None:
     """In a child of the worker: train the group and answer for every member (see the module's doc)."""
     from ..group import Stop, train_group
     from ..train import train
@@ -146,10 +147,13 @@ def train_members(members: list[Member], alone: bool) -> None:
         if client_gone(member.connection):  # NNI cancelled or killed that trial
             raise Stop
         if trial.reports(evaluation, member.config.epochs):
-            member.channel.intermediate(evaluation.metric)
+            try:
+                member.channel.intermediate(evaluation.metric)
+            except (OSError, http.client.HTTPException):  # NNI closed that trial's channel: it stops alone
+                raise Stop from None
 
     try:
-        if alone:
+        if members[0].key.startswith(ALONE):
             try:
                 results = [train(members[0].config, on_eval=lambda evaluation: on_eval(0, evaluation))]
             except Stop:
@@ -157,7 +161,7 @@ def train_members(members: list[Member], alone: bool) -> None:
             where = "in a warm worker"
         else:
             results = train_group([m.config for m in members], on_eval)
-            where = f"in a warm worker, one batched step for {len(members)} trials"
+            where = f"in a warm worker, one batched step for {len(members)} trial{'s' * (len(members) > 1)}"
         for i, (member, result) in enumerate(zip(members, results)):
             done.add(i)
             if result is None:  # its trial process is gone: nobody to answer
@@ -167,8 +171,8 @@ def train_members(members: list[Member], alone: bool) -> None:
                                           time.perf_counter() - member.arrived, where)
                 send(member.connection, {"out" if code == 0 else "err": line + "\n"})
                 send(member.connection, {"exit": code})
-            except OSError:  # its trial process or NNI went away meanwhile; the others still get theirs
-                pass
+            except (OSError, http.client.HTTPException):  # its trial process or NNI went away meanwhile;
+                pass  # the others still get theirs
     except BaseException:
         text = traceback.format_exc()
         for i, member in enumerate(members):

@@ -107,7 +107,10 @@ def finish(result, channel, output_dir: Path, seconds: float, where: str) -> tup
                f"{result.summary()['max_error']:.5f} ({seconds:.2f} s {where})")
 
 
-def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> int:
+def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None, batched: bool = False) -> int:
+    """`batched`: the stage batches its trials (gather.py), so this one trains as a batched step of its own,
+    which computes what it would beside the others: where a trial ran never changes its numbers."""
+    from ..group import train_one
     from ..train import train
 
     started = time.perf_counter()
@@ -117,7 +120,7 @@ def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None) -> i
         print(exc, file=sys.stderr)
         return 2
     try:
-        result = train(config, on_eval=reporter(channel, config.epochs, should_stop))
+        result = (train_one if batched else train)(config, on_eval=reporter(channel, config.epochs, should_stop))
     except TrialStopped:
         return 1
     where = "in a warm worker" if should_stop is not None else "in its own process"
@@ -132,11 +135,14 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     parser.add_argument("--set", dest="fixed", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting fixed for every trial of the stage")
     parser.add_argument("--warm", metavar="SOCKET", help="hand the trial to this warm worker if it answers")
+    parser.add_argument("--batched", action="store_true",
+                        help="the stage's trials train in batched steps: train as one (of one) here too")
     args = parser.parse_args(argv)
     if args.warm:
         from .warm import delegate
 
-        code = delegate(args.warm, [f"--set={pair}" for pair in args.fixed])  # only what the worker accepts
+        # only what the worker accepts
+        code = delegate(args.warm, [f"--set={pair}" for pair in args.fixed] + (["--batched"] if args.batched else []))
         if code is not None:
             return code
     output_dir = Path(os.environ.get("NNI_OUTPUT_DIR", "."))
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     except ConfigError as exc:
         print(f"funcapprox trial: {exc}", file=sys.stderr)
         return 2
-    return run(fixed, connect(), output_dir, should_stop)
+    return run(fixed, connect(), output_dir, should_stop, args.batched)
 
 
 if __name__ == "__main__":

@@ -131,19 +131,20 @@ def read_request(connection: socket.socket, timeout: float = REQUEST_TIMEOUT,
 
 
 def _check_argv(argv) -> list[str]:
-    """Only what funcapprox.nni.trial accepts from a worker: `--set KEY=VALUE` or `--set=KEY=VALUE`, never --warm."""
+    """Only what funcapprox.nni.trial accepts from a worker: `--set KEY=VALUE` or `--set=KEY=VALUE` and
+    `--batched`, never --warm."""
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise Refused("argv must be a list of strings")
     if any(a == "--warm" or a.startswith("--warm=") for a in argv):
         raise Refused("argv must not contain --warm (a trial in the worker never delegates again)")
     i = 0
     while i < len(argv):
-        if argv[i].startswith("--set="):
+        if argv[i].startswith("--set=") or argv[i] == "--batched":
             i += 1
         elif argv[i] == "--set" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
             i += 2
         else:
-            raise Refused(f"argv may hold only --set KEY=VALUE pairs, got {argv[i]!r}")
+            raise Refused(f"argv may hold only --set KEY=VALUE pairs and --batched, got {argv[i]!r}")
     return argv
 
 
@@ -245,7 +246,7 @@ def _take_in(connection: socket.socket, root: str | None, timeout: float, gather
             send(connection, {"exit": 1})
         connection.close()
     finally:
-        gathering.add(member)
+        gathering.add(connection, member)
 
 
 def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHILDREN,
@@ -255,8 +256,9 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
     connection, or with `sizes` (the grid's group sizes, gather.py) a child per gathered group.
 
     `root`: the folder trials may write to (their NNI_OUTPUT_DIR must be inside it); None: anywhere.
-    `max_children`: trials at once; `request_timeout`: seconds a child waits for its request;
-    `trainers`: groups training at once (the rest wait their turn).
+    `max_children`: trials at once, one child each (with `sizes`: `trainers` groups train at once, the rest
+    wait their turn, and at most MAX_GATHERED trials are held); `request_timeout`: seconds a child waits
+    for its request.
     """
     import torch
 
@@ -280,7 +282,11 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
         if gathering is not None:
             queue += gathering.ready(idle=not queue and len(children) < trainers)
             while queue and len(children) < trainers:
-                _fork_group(queue.pop(0), listener, gathering, children)
+                group = queue.pop(0)
+                # what the child must not hold, gathered here: a take-in thread may hold the gathering's lock
+                # at the fork, and the child would wait for it for ever
+                others = [*gathering.connections(), *(m.connection for waiting in queue for m in waiting)]
+                _fork_group(group, listener, others, children)
         try:
             connection, _ = listener.accept()
         except socket.timeout:
@@ -297,7 +303,7 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
             if len(gathering) + sum(map(len, queue)) >= MAX_GATHERED:
                 _refuse(connection, BUSY, busy=True)
                 continue
-            gathering.starting()
+            gathering.starting(connection)
             threading.Thread(target=_take_in, args=(connection, root, request_timeout, gathering),
                              daemon=True).start()
             continue
@@ -321,9 +327,10 @@ def serve(path: str, root: str | Path | None = None, max_children: int = MAX_CHI
         connection.close()
 
 
-def _fork_group(members: list, listener: socket.socket, gathering, children: set[int]) -> None:
+def _fork_group(members: list, listener: socket.socket, others: list, children: set[int]) -> None:
     """Train a gathered group in a child (gather.train_members); its members' trial processes that went
-    away meanwhile are left out."""
+    away meanwhile are left out. `others`: the connections of the other trials, which the child closes
+    (a trial whose trainer dies must see its connection close then, not when another trainer ends)."""
     from . import gather
 
     live = []
@@ -334,7 +341,6 @@ def _fork_group(members: list, listener: socket.socket, gathering, children: set
             live.append(member)
     if not live:
         return
-    alone = len(live) == 1 and gathering.alone(live[0].config)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -343,11 +349,11 @@ def _fork_group(members: list, listener: socket.socket, gathering, children: set
         return
     if pid == 0:
         listener.close()
-        for connection in gathering.connections():  # the other trials' are not this child's to hold
+        for connection in others:
             with contextlib.suppress(OSError):
                 connection.close()
         try:
-            gather.train_members(live, alone)
+            gather.train_members(live)
         finally:
             os._exit(0)
     children.add(pid)
@@ -359,8 +365,9 @@ def delegate(path: str, argv: list[str]) -> int | None:
     """In the trial process: have the worker run this trial; None when no worker answers.
 
     A refused request is printed and fails the trial (1): it must not run elsewhere as if nothing
-    were wrong. Only a worker that is busy (too many trials at once) or cannot fork gives None:
-    nothing of the trial has started, so it runs in its own process.
+    were wrong. Only a worker that is busy (too many trials at once), cannot fork before it took the
+    trial, or gathers trials but has no HTTP channel to NNI for it gives None: nothing of the trial has
+    started, so it runs in its own process.
     """
     deadline = time.monotonic() + WORKER_START_WAIT
     while not os.path.exists(path) and os.path.isdir(os.path.dirname(path)) and time.monotonic() < deadline:
@@ -384,7 +391,8 @@ def delegate(path: str, argv: list[str]) -> int | None:
                     return int(message["exit"])
                 elif "error" in message:
                     if message.get("busy"):
-                        print(f"funcapprox trial: the warm worker is busy ({message['error']}); running here",
+                        print(f"funcapprox trial: the warm worker did not take the trial ({message['error']}); "
+                              "running here",
                               file=sys.stderr)
                         return None
                     print(f"funcapprox trial: the warm worker refused the trial: {message['error']}",

@@ -101,11 +101,10 @@ class StagePlan:
 
     @cached_property
     def group_sizes(self) -> dict[str, int] | None:
-        """The grid's configurations by group key, for the warm worker to gather trials into batched
-        steps (nni/gather.py); None where it does not: no grid tuner, trials on remote machines, or no worker."""
-        from ..nni.warm import available
-
-        if self.tuner != "GridSearch" or self.machines_file is not None or not available():
+        """The grid's configurations by group key, when its trials train in batched steps (nni/gather.py;
+        each trial as a step of its own where no warm worker takes it); None where they do not: no grid
+        tuner, trials on remote machines."""
+        if self.tuner != "GridSearch" or self.machines_file is not None:
             return None
         return grid_group_sizes(self.fixed, self.space)
 
@@ -113,8 +112,10 @@ class StagePlan:
     def slots(self) -> int:
         """NNI's trialConcurrency. Gathered trials are thin clients waiting in the warm worker, so there
         are enough for `concurrency` groups training and as many more gathering meanwhile."""
+        from ..nni.warm import available
+
         sizes = self.group_sizes
-        if not sizes:
+        if not sizes or not available():  # without a worker each trial trains in its own process
             return self.concurrency
         return min(MAX_SLOTS, 2 * self.concurrency * min(GROUP_LIMIT, max(sizes.values())))
 
@@ -301,7 +302,7 @@ def write_stage_files(plan: StagePlan, folder: Path) -> Path:
         command = trial_command(fixed, python=trial_python(machines))
         prepare_code_dir(code_dir)  # NNI 3.0 cannot upload an empty folder
     else:
-        command = trial_command(plan.fixed, warm=plan.warm_socket)
+        command = trial_command(plan.fixed, warm=plan.warm_socket, batched=plan.group_sizes is not None)
     config = experiment_config(
         name=plan.name, search_space=plan.space, code_dir=code_dir, command=command,
         workdir=plan.workdir, tuner=plan.tuner, tuner_args=plan.tuner_args, concurrency=plan.slots,
@@ -340,7 +341,8 @@ def run_meta(plan: StagePlan, exp_id: str | None = None, **started: Any) -> RunM
         max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
         machines_file=str(plan.machines_file) if plan.machines_file else None, grid_size=plan.grid_size,
-        created=time.time(), status="RUNNING", next_stage=plan.next_stage, **started)
+        batched=plan.group_sizes is not None, created=time.time(), status="RUNNING", next_stage=plan.next_stage,
+        **started)
 
 
 def check_workdir(workdir: Path) -> None:

@@ -341,7 +341,7 @@ def resume(workdir: Path, exp_id: str, *, port: int | None = None, warm_socket: 
         command = trial_command(meta.fixed, python=trial_python(machines))
         service = remote_training_service(machines, manager_ip_for(machines))  # machines.yml as it is now
     else:
-        command = trial_command(meta.fixed, warm=warm_socket)
+        command = trial_command(meta.fixed, warm=warm_socket, batched=meta.batched)
     kill_leftover(experiment.id)  # trials of a manager that died may still be running
     prepare_store(folder, plan, command, workdir=workdir, training_service=service)
     launched = restart("resume", experiment.id, workdir, port)
@@ -369,8 +369,9 @@ def _recorded_space(workdir: Path, exp_id: str) -> dict:
 
 
 def _recorded_group_sizes(workdir: Path, exp_id: str, meta: RunMeta) -> dict[str, int] | None:
-    """The group sizes of the grid the experiment started with (StagePlan.group_sizes), for its resume."""
-    if meta.tuner != "GridSearch" or not meta.fixed:
+    """The group sizes of the grid the experiment started with (StagePlan.group_sizes), for its resume;
+    None when its trials did not train in batched steps (an experiment's trials all train alike)."""
+    if not meta.batched or not meta.fixed:
         return None
     try:
         return grid_group_sizes(meta.fixed, _recorded_space(workdir, exp_id))

@@ -20,8 +20,9 @@ from funcapprox.nni.manager import manager_status
 from funcapprox.results import experiment_ids, read_meta
 
 
-def funcapprox(*args: str, workdir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir)}
+def funcapprox(*args: str, workdir: Path, timeout: float = 300, env: dict[str, str] | None = None,
+               ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FUNCAPPROX_WORKDIR": str(workdir), **(env or {})}
     return subprocess.run([sys.executable, "-m", "funcapprox", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=workdir.parent)
 
