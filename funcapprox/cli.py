@@ -446,8 +446,10 @@ def _progress_line():
         counts = p.experiment.counts()
         done = p.finished_trials
         best = max(p.experiment.succeeded(), key=lambda t: t.metric, default=None)
-        text = (f"trials {done}/{p.total or '?'}: {counts.get('SUCCEEDED', 0)} ok, {counts.get('FAILED', 0)} failed, "
-                f"{counts.get('RUNNING', 0)} running")
+        text = f"trials {done}/{p.total or '?'}: {counts.get('SUCCEEDED', 0)} ok, {counts.get('FAILED', 0)} failed, "
+        if counts.get("EARLY_STOPPED"):
+            text += f"{counts['EARLY_STOPPED']} stopped early, "
+        text += f"{counts.get('RUNNING', 0)} running"
         if best is not None:
             text += f" | best {best.metric:.3f} {_short_params(best)}"
         text += f" | {_duration(p.elapsed)} elapsed"

@@ -118,6 +118,7 @@ class RunMeta:
     machines_file: str | None = None  # --platform remote
     grid_size: int | None = None
     batched: bool = False  # its trials train in batched steps (nni/gather.py, trial.py --batched)
+    assessor: str | None = None  # NNI's early stopping (nni/config.py ASSESSORS), None: every trial runs out
     created: float | None = None  # seconds since the epoch
     status: str = "?"  # funcapprox's last word on it: RUNNING, DONE, INTERRUPTED, ERROR, …
     finished: bool = False

@@ -190,3 +190,23 @@ def test_a_batched_trial_starts_as_its_run_alone_and_ends_near_it(workdirs, tmp_
         assert math.isfinite(mine["final"][0]) and math.isfinite(alone.metric)
         print(f"{config.arch:10}{mine['final'][0]:8.4f} / {alone.metric:.4f}"
               f"        {mine['final'][2]:.5f} / {alone.summary()['max_error']:.5f}")
+
+
+@pytest.mark.nni
+def test_trials_the_assessor_stops_show_as_stopped_early_not_failed(workdirs, tmp_path):
+    """NNI 3.0 records most of an assessor's stops as USER_CANCELED, as it does a trial killed by a signal
+    (shown FAILED). One step at a time: the second group is judged against the first."""
+    space_file = write_space(tmp_path / "space.json", STAGE1_SPACE)
+    done = funcapprox("search", "--stage", "nonarch", "--func", "oscillator", "--space", str(space_file),
+                      "--epochs", str(6 * REPORT_EVERY), "--concurrency", "1", "--assessor", "Medianstop",
+                      workdir=workdirs[0], timeout=600)
+    assert done.returncode == 0, done.stderr
+    experiment = load_experiment(workdirs[0], "latest")
+    statuses = {t.trial_id: t.status for t in experiment.trials}
+    assert len(statuses) == 8 and "FAILED" not in statuses.values(), statuses
+    stopped = [t for t in experiment.trials if t.status == "EARLY_STOPPED"]
+    assert stopped and all(t.reason is None and len(t.history) < 6 for t in stopped), statuses  # cut short
+    progress = [line for line in done.stderr.splitlines() if line.startswith("trials 8/8")]
+    assert progress and f"0 failed, {len(stopped)} stopped early, " in progress[-1], done.stderr
+    listing = funcapprox("results", "--experiment", experiment.id, workdir=workdirs[0])
+    assert listing.returncode == 0 and "EARLY_STOPPED" in listing.stdout and "FAILED" not in listing.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import sqlite3
 import time
 from dataclasses import replace
@@ -57,7 +58,9 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
     if profile:
         record.start = profile[0] / 1000 if profile[0] else None
         record.end = profile[1] / 1000 if profile[1] else None
-    record.trials = _explain_endings(_trials(events, metrics, meta.fixed, folder), events, meta)
+    trials = _trials(events, metrics, meta.fixed, folder)
+    stopped_by_assessor = _assessor_stops(folder) if meta.assessor else set()
+    record.trials = _explain_endings(trials, events, meta, stopped_by_assessor)
     return record
 
 
@@ -75,14 +78,16 @@ def _open_store(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(db, timeout=10)
 
 
-def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta) -> list[TrialRecord]:
+def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta,
+                     stopped_by_assessor: set[str] = frozenset()) -> list[TrialRecord]:
     """Say why a trial ended early where NNI's word hides it.
 
     NNI 3.0 records a trial killed by a signal as USER_CANCELED, and one stopped for
     running past maxTrialDuration as EARLY_STOPPED or (a race in NNI) USER_CANCELED: both
-    are failures of the trial, shown as FAILED with the reason. A trial the user cancelled
-    (USER_TO_CANCEL in the store), one an assessor stopped (EARLY_STOPPED within the time
-    limit) or one that ended with its experiment stays as NNI said.
+    are failures of the trial, shown as FAILED with the reason. One its assessor stopped
+    (`stopped_by_assessor`) NNI records EARLY_STOPPED or, by the same race, USER_CANCELED:
+    it is EARLY_STOPPED. A trial the user cancelled (USER_TO_CANCEL in the store) or one
+    that ended with its experiment stays as NNI said.
     """
     by_user = {row[1] for row in events if row[2] == "USER_TO_CANCEL"}
     started = {row[1]: row[0] for row in reversed(events) if TrialState.of(row[2]).started}
@@ -98,14 +103,28 @@ def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta) -> 
                                        or any(other > end for other in ended_of_themselves))
         limit = _duration_seconds(meta.max_trial_duration)
         over_time = limit is not None and t.seconds is not None and t.seconds >= limit
-        if t.status in (TrialState.EARLY_STOPPED, TrialState.USER_CANCELED) and t.trial_id not in by_user and over_time:
+        cut_short = t.status in (TrialState.EARLY_STOPPED, TrialState.USER_CANCELED) and t.trial_id not in by_user
+        if cut_short and over_time:
             t = replace(t, status=TrialState.FAILED, reason=f"ran longer than --max-trial-duration "
                                                    f"{meta.max_trial_duration}; NNI stopped it")
+        elif cut_short and t.trial_id in stopped_by_assessor:
+            t = replace(t, status=TrialState.EARLY_STOPPED, reason=None)  # the assessor's verdict, no failure
         elif t.status is TrialState.USER_CANCELED and t.trial_id not in by_user and went_on:
             t = replace(t, status=TrialState.FAILED, reason="killed by a signal while the search went on "
                                                    "(NNI records this as USER_CANCELED)")
         explained.append(t)
     return explained
+
+
+def _assessor_stops(folder: Path) -> set[str]:
+    """The trials NNI's assessor stopped, from its manager's log: the store does not tell them from a
+    kill, but the manager logs each (`cancelTrialJob: "<id>"`, the id as the assessor's JSON; a
+    user's cancel and the stop at the end log other lines)."""
+    try:
+        text = (folder / "log" / "nnimanager.log").read_text(errors="replace")
+    except OSError:
+        return set()
+    return set(re.findall(r'\(NNIManager\) cancelTrialJob: "([^"\s]+)"', text))
 
 
 def _duration_seconds(text: Any) -> float | None:
@@ -287,6 +306,8 @@ def prepare_store(folder: Path, plan: ResumePlan, trial_command: str | None = No
         # the code NNI's tuner runs or what it searches.
         params["tuner"] = _tuner(plan.experiment.meta.tuner, plan.id, plan.tuner_args)
         params.pop("assessor", None)
+        if plan.experiment.meta.assessor:
+            params["assessor"] = _assessor(plan.experiment.meta, plan.id)
         params.pop("advisor", None)
         if plan.search_space is not None:
             params["searchSpace"] = plan.search_space
@@ -313,6 +334,16 @@ def _tuner(name: Any, exp_id: str, class_args: dict[str, Any] | None = None) -> 
     except ConfigError:
         raise ExperimentError(f"experiment {exp_id} names no tuner funcapprox offers ({name!r}); "
                               "it cannot be resumed") from None
+
+
+def _assessor(meta: RunMeta, exp_id: str) -> dict[str, Any]:
+    from .config import assessor_config
+
+    """NNI's assessor entry as funcapprox's record names it (never the store's: it names the code that runs)."""
+    try:
+        return assessor_config(meta.assessor, TrainConfig.from_dict(meta.fixed).epochs)
+    except ConfigError as exc:
+        raise ExperimentError(f"experiment {exp_id} cannot be resumed: {exc}") from None
 
 
 def record_orphans_cancelled(folder: Path) -> None:

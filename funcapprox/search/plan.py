@@ -341,8 +341,8 @@ def run_meta(plan: StagePlan, exp_id: str | None = None, **started: Any) -> RunM
         max_trials=plan.max_trials,
         max_duration=plan.max_duration, max_trial_duration=plan.max_trial_duration,
         machines_file=str(plan.machines_file) if plan.machines_file else None, grid_size=plan.grid_size,
-        batched=plan.group_sizes is not None, created=time.time(), status="RUNNING", next_stage=plan.next_stage,
-        **started)
+        batched=plan.group_sizes is not None, assessor=plan.assessor, created=time.time(), status="RUNNING",
+        next_stage=plan.next_stage, **started)
 
 
 def check_workdir(workdir: Path) -> None:

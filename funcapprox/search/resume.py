@@ -69,8 +69,9 @@ def _config_key(config: dict[str, Any]) -> str:
 
 
 def has_result(trial: TrialRecord) -> bool:
-    """Succeeded, or failed with the trial's own verdict (it would fail the same way again)."""
-    if trial.status is TrialState.SUCCEEDED:
+    """Succeeded, stopped by its assessor (a verdict too), or failed with the trial's own verdict (it would
+    fail the same way again)."""
+    if trial.status in (TrialState.SUCCEEDED, TrialState.EARLY_STOPPED):
         return True
     own_verdict = trial.output_dir is not None and (trial.output_dir / "failure.json").exists()
     return trial.status is TrialState.FAILED and own_verdict

@@ -45,7 +45,8 @@ def plot_trial(workdir: Path, experiment_id: str, trial_id: str, out: Path | Non
     experiment = load_experiment(workdir, experiment_id)
     trial = experiment.trial(trial_id)
     if trial.status is not TrialState.SUCCEEDED and not retrain:
-        raise FuncApproxError(f"trial {trial.trial_id} did not succeed ({trial.status}: {trial.reason})")
+        raise FuncApproxError(f"trial {trial.trial_id} did not succeed ({trial.status}"
+                              + (f": {trial.reason})" if trial.reason else ")"))
     model = _trial_model(trial, retrain)
     out = Path(out) if out else experiment.folder / META_DIR / f"trial-{check_id(trial.trial_id, 'trial id')}.png"
     if out.parent and not out.parent.exists():
