@@ -337,9 +337,9 @@ def _tuner(name: Any, exp_id: str, class_args: dict[str, Any] | None = None) -> 
 
 
 def _assessor(meta: RunMeta, exp_id: str) -> dict[str, Any]:
+    """NNI's assessor entry as funcapprox's record names it (never the store's: it names the code that runs)."""
     from .config import assessor_config
 
-    """NNI's assessor entry as funcapprox's record names it (never the store's: it names the code that runs)."""
     try:
         return assessor_config(meta.assessor, TrainConfig.from_dict(meta.fixed).epochs)
     except ConfigError as exc:
