@@ -1,7 +1,7 @@
 """NNI's manager: start it (locked down, see launch.py), follow it, stop it, and what it leaves.
 
 Everything funcapprox asks of a running manager goes through here: its REST API, NNI's
-manifest of running experiments (~/nni-experiments/.experiment), `nnictl stop`, and the
+manifest of running experiments (~/nni-experiments/.experiment), stopping it, and the
 processes a manager leaves behind.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -34,14 +35,6 @@ EXHAUSTED = "TUNER_NO_MORE_TRIAL"  # GridSearch ends here, never in DONE (NO_MOR
 EXHAUSTED_IDLE = 12.0  # seconds: NNI polls every 5 s, and creating a trial took up to 3 s here
 # While a search runs: below this it stops, with room left to record the stop and keep what finished.
 LOW_FREE_BYTES = 16 * 2**20
-
-
-def nnictl_path() -> str:
-    beside = Path(sys.executable).with_name("nnictl")  # the venv's own, matching its nni
-    found = str(beside) if beside.exists() else shutil.which("nnictl")
-    if not found:
-        raise ExperimentError("nnictl is not installed; run scripts/setup (it installs nni 3.0 into .venv)")
-    return found
 
 
 def free_port() -> int:
@@ -201,17 +194,21 @@ class Progress:
 
 
 def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], None] | None = None,
-         poll: float = 2.0, total: int | None = None, manager_grace: float = 15.0, already: int = 0) -> str:
+         poll: float = 0.5, total: int | None = None, manager_grace: float = 15.0, already: int = 0,
+         progress_every: float = 2.0) -> str:
     """Follow the experiment until its space is exhausted or a limit is hit; return NNI's final status.
 
     GridSearch leaves NNI in TUNER_NO_MORE_TRIAL, never DONE (unless maxTrialNumber, set to
     the grid size, is reached): that with no trial waiting or running for EXHAUSTED_IDLE
     seconds counts as finished. A manager that stops answering for
-    `manager_grace` seconds is reported with its log tail instead of waited on forever.
+    `manager_grace` seconds is reported with its log tail instead of waited on forever. The status is
+    asked every `poll` seconds (the end is noticed soon), the progress, which reads the whole store,
+    every `progress_every`.
     """
     start = time.time()
     silent_since: float | None = None
     idle_since: float | None = None
+    shown_at = -math.inf
     while True:
         status = manager_status(launched.port, launched.prefix)
         if status is None:
@@ -225,8 +222,10 @@ def wait(launched: Launched, workdir: Path, on_progress: Callable[[Progress], No
         else:
             silent_since = None
         _check_free_space(workdir, launched.id)
-        if on_progress is not None and status is not None:
-            on_progress(Progress(load_experiment(workdir, launched.id), status, time.time() - start, total, already))
+        if on_progress is not None and status is not None and (
+                time.time() - shown_at >= progress_every or status in FINISHED):
+            shown_at = time.time()
+            on_progress(Progress(load_experiment(workdir, launched.id), status, shown_at - start, total, already))
         if status in FINISHED:
             return status
         if status == EXHAUSTED and _live_trials(launched.port, launched.prefix) is False:
@@ -264,31 +263,41 @@ def _live_trials(port: int, prefix: str | None) -> bool | None:
 
 def _manager_alive(exp_id: str) -> bool:
     """False once the manager's process is gone (no need to wait out the grace period then)."""
-    pid = manifest_entry(exp_id).get("pid")
-    if not isinstance(pid, int):
+    if not isinstance(manifest_entry(exp_id).get("pid"), int):
         return True  # nothing to go by: rely on the grace period
-    cmdline = _cmdline(pid)
-    return cmdline is not None and exp_id.encode() in cmdline
+    return _manager_pid(exp_id) is not None
 
 
-def stop(exp_id: str, workdir: Path) -> None:
-    """Stop the experiment's manager with `nnictl stop`; a no-op if it is not running."""
-    try:
-        subprocess.run([nnictl_path(), "stop", exp_id], capture_output=True, text=True, timeout=120,
-                       start_new_session=True)
-    except subprocess.TimeoutExpired:
-        pass
+def _manager_pid(exp_id: str) -> int | None:
+    """The experiment's manager process while it runs: the pid NNI's manifest records, if that process
+    is still the manager (its command line names the experiment; a pid may be reused)."""
+    pid = manifest_entry(exp_id).get("pid")
+    if isinstance(pid, int) and exp_id.encode() in (_cmdline(pid) or b""):
+        return pid
+    return None
+
+
+def stop(exp_id: str, workdir: Path, timeout: float = 60.0) -> None:
+    """Stop the experiment's manager as `nnictl stop` does, SIGTERM and a wait for its shutdown (up to
+    60 s), without nnictl's own second and a half to start; a no-op if it is not running."""
+    pid = _manager_pid(exp_id)
+    if pid is not None:
+        with contextlib.suppress(OSError):  # it may exit at this very moment
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _manager_pid(exp_id) == pid and time.monotonic() < deadline:
+            time.sleep(0.05)
     kill_leftover(exp_id)
     record_orphans_cancelled(workdir / exp_id)  # NNI stops recording trials once it is stopping
 
 
 def kill_leftover(exp_id: str) -> None:
-    """End what `nnictl stop` left behind: a manager that did not stop, and trial processes
+    """End what a stop left behind: a manager that did not stop, and trial processes
     of this experiment that outlived a manager which died (they would run on, unheard)."""
-    pid = manifest_entry(exp_id).get("pid")
-    if isinstance(pid, int) and exp_id.encode() in (_cmdline(pid) or b""):
+    pid = _manager_pid(exp_id)
+    if pid is not None:
         with contextlib.suppress(OSError):  # it may exit at this very moment
-            os.kill(pid, signal.SIGKILL)  # it outlived nnictl stop's own wait
+            os.kill(pid, signal.SIGKILL)  # it outlived stop's wait
     for trial_pid in trial_processes(exp_id):
         with contextlib.suppress(OSError):
             os.kill(trial_pid, signal.SIGKILL)

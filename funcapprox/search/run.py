@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +48,7 @@ def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: 
             raise KeyboardInterrupt
         if on_launch is not None:
             on_launch()
+        threading.Thread(target=_import_for_the_end, name="imports for the plot and report").start()
         return wait(launched, workdir, on_progress, poll=poll, total=total, already=already)
     except KeyboardInterrupt:
         _stop_and_keep(launched, workdir, "INTERRUPTED", machines)
@@ -62,6 +64,15 @@ def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: 
     except BaseException:  # anything else (the output's pipe closed, a bug): never leave the manager running
         _stop_and_keep(launched, workdir, "ERROR", machines)
         raise
+
+
+def _import_for_the_end() -> None:
+    """Import what the stage's plot and report need (torch, matplotlib, scikit-learn: seconds of start-up)
+    while the stage's trials run, not after them, where every second lengthens the search."""
+    import sklearn.ensemble  # noqa: F401  the report's fANOVA (importance.py)
+
+    from ..model import MLP  # noqa: F401  torch
+    from ..views import plot  # noqa: F401  matplotlib
 
 
 def _stop_and_keep(launched: Launched, workdir: Path, status: str, machines) -> None:
@@ -134,7 +145,7 @@ def run_stage(
     keep_ui: bool = False,
     on_launch: Callable[[Launched], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    poll: float = 2.0,
+    poll: float = 0.5,
 ) -> StageOutcome:
     """Launch the stage; unless `follow` is off, wait for it, stop its manager and plot its best.
 
@@ -168,7 +179,7 @@ def resume_stage(
     keep_ui: bool = False,
     on_launch: Callable[[Launched, ResumePlan], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    poll: float = 2.0,
+    poll: float = 0.5,
 ) -> StageOutcome | ResumePlan:
     """Run what a stopped experiment has not run yet (see resume.py); the plan alone if nothing is left."""
     exp_id = resolve_id(Path(workdir), exp_id)
@@ -194,11 +205,32 @@ def resume_stage(
 def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machines=None) -> StageOutcome:
     """Stop the manager (unless kept for its web UI), bring remote trials' files here, record
     the end, plot the best, write the report."""
+    if status == "DONE" and not keep_ui and not machines:
+        # Every trial has ended and NNI's store is final: plot and report while the manager shuts down,
+        # which takes it seconds (its tuner's exit, then its trials' cleanup).
+        with _signals_ignored(), _stopping_meanwhile(launched.id, workdir):
+            update_meta(workdir, launched.id, status=status, finished=True)
+            return _outcome(launched, workdir, status)
     with _signals_ignored():
         if not keep_ui:
             stop(launched.id, workdir)
         _fetch(machines, workdir, launched.id)
         update_meta(workdir, launched.id, status=status, finished=True)
+    return _outcome(launched, workdir, status)
+
+
+@contextlib.contextmanager
+def _stopping_meanwhile(exp_id: str, workdir: Path):
+    """Stop the manager in the background while the block runs; back only once it is stopped."""
+    stopping = threading.Thread(target=stop, args=(exp_id, workdir), name=f"stop {exp_id}")
+    stopping.start()
+    try:
+        yield
+    finally:
+        stopping.join()
+
+
+def _outcome(launched: Launched, workdir: Path, status: str) -> StageOutcome:
     experiment = load_experiment(workdir, launched.id)
     return StageOutcome(launched, experiment, status, plot_best(experiment), _report(experiment))
 
