@@ -48,7 +48,6 @@ def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: 
             raise KeyboardInterrupt
         if on_launch is not None:
             on_launch()
-        threading.Thread(target=_import_for_the_end, name="imports for the plot and report").start()
         return wait(launched, workdir, on_progress, poll=poll, total=total, already=already)
     except KeyboardInterrupt:
         _stop_and_keep(launched, workdir, "INTERRUPTED", machines)
@@ -64,15 +63,6 @@ def _follow(launched: Launched, workdir: Path, on_progress, poll: float, total: 
     except BaseException:  # anything else (the output's pipe closed, a bug): never leave the manager running
         _stop_and_keep(launched, workdir, "ERROR", machines)
         raise
-
-
-def _import_for_the_end() -> None:
-    """Import what the stage's plot and report need (torch, matplotlib, scikit-learn: seconds of start-up)
-    while the stage's trials run, not after them, where every second lengthens the search."""
-    import sklearn.ensemble  # noqa: F401  the report's fANOVA (importance.py)
-
-    from ..model import MLP  # noqa: F401  torch
-    from ..views import plot  # noqa: F401  matplotlib
 
 
 def _stop_and_keep(launched: Launched, workdir: Path, status: str, machines) -> None:
