@@ -340,3 +340,31 @@ def test_hostile_trial_files_and_store_paths_are_read_as_missing(workdir):
     assert by_id[SUCCEEDED[1]].output_dir is None
     assert by_id[SUCCEEDED[0]].params["act"] == "Sigmoid"  # from the store, the trial's own files unreadable
     assert by_id[FAILED[0]].status == "FAILED"
+
+
+def test_an_assessors_stop_is_told_from_a_kill_a_cancel_and_the_end_by_the_managers_log(tmp_path):
+    """NNI 3.0 stores each of these USER_CANCELED (or EARLY_STOPPED); its log says which was which."""
+    from funcapprox.nni.store import _assessor_stops, _explain_endings
+    from funcapprox.results import RunMeta, TrialRecord
+
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "nnimanager.log").write_text(
+        '[2026-12-02 18:26:01] INFO (NNIManager) cancelTrialJob: "judged"\n'  # the assessor's
+        '[2026-12-02 18:26:01] INFO (NNIManager) cancelTrialJob: "judged2"\n'
+        "[2026-12-02 18:26:02] INFO (NNIManager) User cancelTrialJob: byuser\n"  # the web UI's
+        "[2026-12-02 18:26:09] INFO (NNIManager) cancelTrialJob: atend\n")  # the experiment's stop
+    ends = {"judged": "USER_CANCELED", "judged2": "EARLY_STOPPED", "byuser": "USER_CANCELED",
+            "killed": "USER_CANCELED", "timedout": "EARLY_STOPPED", "ok": "SUCCEEDED", "atend": "USER_CANCELED"}
+    at = {"judged": 2, "judged2": 2, "byuser": 3, "killed": 4, "timedout": 5, "ok": 6, "atend": 9}
+    events = [(0, t, "WAITING") for t in ends] + [(3, "byuser", "USER_TO_CANCEL")]
+    events += sorted(((at[t], t, end) for t, end in ends.items()))
+    trials = [TrialRecord(t, end, {}, {}, reason="KeyboardInterrupt") for t, end in ends.items()]
+    stops = _assessor_stops(tmp_path)
+    assert stops == {"judged", "judged2"}
+    meta = RunMeta(assessor="Medianstop", max_trial_duration="10m")  # (no trial's duration is known here)
+    shown = {t.trial_id: (t.status, t.reason) for t in _explain_endings(trials, events, meta, stops)}
+    assert shown["judged"] == shown["judged2"] == ("EARLY_STOPPED", None)
+    assert shown["byuser"] == ("USER_CANCELED", "KeyboardInterrupt")  # as NNI says
+    assert shown["atend"] == ("USER_CANCELED", "KeyboardInterrupt")  # ended with its experiment
+    assert shown["killed"][0] == "FAILED" and "killed by a signal" in shown["killed"][1]
+    assert shown["timedout"][0] == "FAILED" and "--max-trial-duration" in shown["timedout"][1]

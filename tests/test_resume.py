@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from dataclasses import replace
 
 import pytest
 from helpers.nni import grid_schedule
-from helpers.recorded import RECORDED_ID, copy_recorded, trial_folder
+from helpers.recorded import RECORDED_ID, SUCCEEDED, copy_recorded, trial_folder
 
 from funcapprox.errors import ExperimentError
 from funcapprox.nni.config import assessor_config
 from funcapprox.nni.store import load_experiment, prepare_store
-from funcapprox.results import TrialState
 from funcapprox.search.resume import grid_points, has_result, plan_resume, point_key, points_space
 from funcapprox.search.space import default_space_path, load_space, normalize_space
 
@@ -106,22 +104,28 @@ def test_a_resume_keeps_the_assessor_its_run_json_names_not_the_stores(recorded)
     meta_file = workdir / RECORDED_ID / "funcapprox" / "run.json"
     meta_file.write_text(json.dumps(json.loads(meta_file.read_text()) | {"assessor": "Medianstop"}))
     db = workdir / RECORDED_ID / "db" / "nni.sqlite"
+    stopped = SUCCEEDED[0]  # as if the assessor had stopped it: NNI records USER_CANCELED, logs the stop
+    log = workdir / RECORDED_ID / "log" / "nnimanager.log"
+    log.parent.mkdir(exist_ok=True)  # (the recorded run keeps no logs)
+    log.write_text(f'[2026-12-02 18:26:01] INFO (NNIManager) cancelTrialJob: "{stopped}"\n')
     with sqlite3.connect(db) as connection:
+        connection.execute("update TrialJobEvent set event = 'USER_CANCELED' where trialJobId = ? "
+                           "and event = 'SUCCEEDED'", (stopped,))
         row = connection.execute("select * from ExperimentProfile order by revision desc limit 1").fetchone()
         forged = json.loads(row[0]) | {"assessor": {"codeDirectory": "/tmp/evil", "className": "evil.Assessor"}}
         connection.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
                            (json.dumps(forged), *row[1:7], row[7] + 1))
     experiment = load_experiment(workdir, RECORDED_ID)
     space = json.loads((workdir / RECORDED_ID / "funcapprox" / "search_space.json").read_text())
-    prepare_store(workdir / RECORDED_ID, plan_resume(experiment, space), trial_command="python -m funcapprox.nni.trial")
+    plan = plan_resume(experiment, space)
+    assert experiment.trial(stopped).status == "EARLY_STOPPED"
+    assert plan.remaining == [] and plan.to_run == 0  # the assessor's verdict stands: not run again
+    prepare_store(workdir / RECORDED_ID, plan, trial_command="python -m funcapprox.nni.trial")
 
     with sqlite3.connect(db) as connection:
         params = json.loads(connection.execute(
             "select params from ExperimentProfile order by revision desc limit 1").fetchone()[0])
     assert params["assessor"] == assessor_config("Medianstop", experiment.meta.fixed["epochs"])
-    # a trial it stopped has its verdict: a resume does not run it again
-    assert has_result(replace(experiment.trials[0], status=TrialState.EARLY_STOPPED))
-    assert not has_result(replace(experiment.trials[0], status=TrialState.USER_CANCELED))
     from nni.experiment.config import ExperimentConfig
 
     ExperimentConfig(**params).validate()

@@ -272,29 +272,32 @@ def _manager_pid(exp_id: str) -> int | None:
     """The experiment's manager process while it runs: the pid NNI's manifest records, if that process
     is still the manager (its command line names the experiment; a pid may be reused)."""
     pid = manifest_entry(exp_id).get("pid")
-    if isinstance(pid, int) and exp_id.encode() in (_cmdline(pid) or b""):
-        return pid
-    return None
+    return pid if isinstance(pid, int) and _is_manager(pid, exp_id) else None
+
+
+def _is_manager(pid: int, exp_id: str) -> bool:
+    return exp_id.encode() in (_cmdline(pid) or b"")
 
 
 def stop(exp_id: str, workdir: Path, timeout: float = 60.0) -> None:
     """Stop the experiment's manager as `nnictl stop` does, SIGTERM and a wait for its shutdown (up to
     60 s), without nnictl's own second and a half to start; a no-op if it is not running."""
+    # The manifest is read once: the manager rewrites it as it shuts down, and a read mid-write is empty.
     pid = _manager_pid(exp_id)
     if pid is not None:
         with contextlib.suppress(OSError):  # it may exit at this very moment
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _manager_pid(exp_id) == pid and time.monotonic() < deadline:
+        while _is_manager(pid, exp_id) and time.monotonic() < deadline:
             time.sleep(0.05)
-    kill_leftover(exp_id)
+    kill_leftover(exp_id, pid)
     record_orphans_cancelled(workdir / exp_id)  # NNI stops recording trials once it is stopping
 
 
-def kill_leftover(exp_id: str) -> None:
-    """End what a stop left behind: a manager that did not stop, and trial processes
-    of this experiment that outlived a manager which died (they would run on, unheard)."""
-    pid = _manager_pid(exp_id)
+def kill_leftover(exp_id: str, pid: int | None = None) -> None:
+    """End what a stop left behind: a manager that did not stop (`pid`, else the manifest's), and trial
+    processes of this experiment that outlived a manager which died (they would run on, unheard)."""
+    pid = pid if pid is not None and _is_manager(pid, exp_id) else _manager_pid(exp_id)
     if pid is not None:
         with contextlib.suppress(OSError):  # it may exit at this very moment
             os.kill(pid, signal.SIGKILL)  # it outlived stop's wait

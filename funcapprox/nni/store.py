@@ -59,7 +59,7 @@ def load_experiment(workdir: Path, experiment: str = "latest") -> Experiment:
         record.start = profile[0] / 1000 if profile[0] else None
         record.end = profile[1] / 1000 if profile[1] else None
     trials = _trials(events, metrics, meta.fixed, folder)
-    stopped_by_assessor = _assessor_stops(folder) if meta.assessor else set()
+    stopped_by_assessor = _assessor_stops(folder) if meta.assessor else frozenset()
     record.trials = _explain_endings(trials, events, meta, stopped_by_assessor)
     return record
 
@@ -79,14 +79,14 @@ def _open_store(db: Path) -> sqlite3.Connection:
 
 
 def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta,
-                     stopped_by_assessor: set[str] = frozenset()) -> list[TrialRecord]:
+                     stopped_by_assessor: frozenset[str] = frozenset()) -> list[TrialRecord]:
     """Say why a trial ended early where NNI's word hides it.
 
     NNI 3.0 records a trial killed by a signal as USER_CANCELED, and one stopped for
     running past maxTrialDuration as EARLY_STOPPED or (a race in NNI) USER_CANCELED: both
     are failures of the trial, shown as FAILED with the reason. One its assessor stopped
-    (`stopped_by_assessor`) NNI records EARLY_STOPPED or, by the same race, USER_CANCELED:
-    it is EARLY_STOPPED. A trial the user cancelled (USER_TO_CANCEL in the store) or one
+    (`stopped_by_assessor`, within the time limit) NNI records EARLY_STOPPED or, by the same
+    race, USER_CANCELED: it is EARLY_STOPPED. A trial the user cancelled (USER_TO_CANCEL in the store) or one
     that ended with its experiment stays as NNI said.
     """
     by_user = {row[1] for row in events if row[2] == "USER_TO_CANCEL"}
@@ -104,10 +104,14 @@ def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta,
         limit = _duration_seconds(meta.max_trial_duration)
         over_time = limit is not None and t.seconds is not None and t.seconds >= limit
         cut_short = t.status in (TrialState.EARLY_STOPPED, TrialState.USER_CANCELED) and t.trial_id not in by_user
-        if cut_short and over_time:
-            t = replace(t, status=TrialState.FAILED, reason=f"ran longer than --max-trial-duration "
-                                                   f"{meta.max_trial_duration}; NNI stopped it")
-        elif cut_short and t.trial_id in stopped_by_assessor:
+        by_assessor = t.trial_id in stopped_by_assessor
+        # NNI says EARLY_STOPPED only for its assessor and its time limit: one the assessor did not stop
+        # ran out of time, even where its duration is not known.
+        if cut_short and (over_time or (t.status is TrialState.EARLY_STOPPED and not by_assessor)):
+            reason = (f"ran longer than --max-trial-duration {meta.max_trial_duration}; NNI stopped it"
+                      if meta.max_trial_duration else "NNI stopped it early, not by an assessor run.json names")
+            t = replace(t, status=TrialState.FAILED, reason=reason)
+        elif cut_short and by_assessor:
             t = replace(t, status=TrialState.EARLY_STOPPED, reason=None)  # the assessor's verdict, no failure
         elif t.status is TrialState.USER_CANCELED and t.trial_id not in by_user and went_on:
             t = replace(t, status=TrialState.FAILED, reason="killed by a signal while the search went on "
@@ -116,15 +120,26 @@ def _explain_endings(trials: list[TrialRecord], events: list, meta: RunMeta,
     return explained
 
 
-def _assessor_stops(folder: Path) -> set[str]:
+ASSESSOR_STOP = re.compile(r'\(NNIManager\) cancelTrialJob: "([^"\s]+)"')
+_read_logs: dict[Path, tuple[tuple[int, int], frozenset[str]]] = {}  # a log's (size, mtime): its stops
+
+
+def _assessor_stops(folder: Path) -> frozenset[str]:
     """The trials NNI's assessor stopped, from its manager's log: the store does not tell them from a
     kill, but the manager logs each (`cancelTrialJob: "<id>"`, the id as the assessor's JSON; a
-    user's cancel and the stop at the end log other lines)."""
+    user's cancel and the stop at the end log other lines). Read again only once the log changed:
+    a search's progress asks every 2 s."""
+    log = folder / "log" / "nnimanager.log"
     try:
-        text = (folder / "log" / "nnimanager.log").read_text(errors="replace")
+        stat = log.stat()
+        seen = _read_logs.get(log)
+        if seen is not None and seen[0] == (stat.st_size, stat.st_mtime_ns):
+            return seen[1]
+        stops = frozenset(ASSESSOR_STOP.findall(log.read_text(errors="replace")))
     except OSError:
-        return set()
-    return set(re.findall(r'\(NNIManager\) cancelTrialJob: "([^"\s]+)"', text))
+        return frozenset()
+    _read_logs[log] = ((stat.st_size, stat.st_mtime_ns), stops)
+    return stops
 
 
 def _duration_seconds(text: Any) -> float | None:

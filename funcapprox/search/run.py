@@ -198,7 +198,7 @@ def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machi
     if status == "DONE" and not keep_ui and not machines:
         # Every trial has ended and NNI's store is final: plot and report while the manager shuts down,
         # which takes it seconds (its tuner's exit, then its trials' cleanup).
-        with _signals_ignored(), _stopping_meanwhile(launched.id, workdir):
+        with _stopping_meanwhile(launched.id, workdir):
             update_meta(workdir, launched.id, status=status, finished=True)
             return _outcome(launched, workdir, status)
     with _signals_ignored():
@@ -211,13 +211,25 @@ def _finish(launched: Launched, workdir: Path, status: str, keep_ui: bool, machi
 
 @contextlib.contextmanager
 def _stopping_meanwhile(exp_id: str, workdir: Path):
-    """Stop the manager in the background while the block runs; back only once it is stopped."""
-    stopping = threading.Thread(target=stop, args=(exp_id, workdir), name=f"stop {exp_id}")
+    """Stop the manager in the background while the block runs; back only once it is stopped (a second
+    Ctrl-C then must not leave it half stopped), with the stop's own error if it had one."""
+    failed: list[BaseException] = []
+
+    def stop_it() -> None:
+        try:
+            stop(exp_id, workdir)
+        except BaseException as exc:  # raised in the caller's thread, below
+            failed.append(exc)
+
+    stopping = threading.Thread(target=stop_it, name=f"stop {exp_id}")
     stopping.start()
     try:
         yield
     finally:
-        stopping.join()
+        with _signals_ignored():
+            stopping.join()
+    if failed:
+        raise failed[0]
 
 
 def _outcome(launched: Launched, workdir: Path, status: str) -> StageOutcome:
