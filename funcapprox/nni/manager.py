@@ -263,9 +263,8 @@ def _live_trials(port: int, prefix: str | None) -> bool | None:
 
 def _manager_alive(exp_id: str) -> bool:
     """False once the manager's process is gone (no need to wait out the grace period then)."""
-    if not isinstance(manifest_entry(exp_id).get("pid"), int):
-        return True  # nothing to go by: rely on the grace period
-    return _manager_pid(exp_id) is not None
+    pid = manifest_entry(exp_id).get("pid")
+    return not isinstance(pid, int) or _is_manager(pid, exp_id)  # no pid: rely on the grace period
 
 
 def _manager_pid(exp_id: str) -> int | None:

@@ -110,8 +110,10 @@ def finish(result, channel, output_dir: Path, seconds: float, where: str) -> tup
 def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None, batched: bool = False) -> int:
     """`batched`: the stage batches its trials (gather.py), so this one trains as a batched step of its own,
     which computes what it would beside the others: where a trial ran never changes its numbers."""
-    from ..group import train_one
-    from ..train import train
+    if batched:
+        from ..group import train_one as train
+    else:
+        from ..train import train
 
     started = time.perf_counter()
     try:
@@ -120,7 +122,7 @@ def run(fixed: dict[str, Any], channel, output_dir: Path, should_stop=None, batc
         print(exc, file=sys.stderr)
         return 2
     try:
-        result = (train_one if batched else train)(config, on_eval=reporter(channel, config.epochs, should_stop))
+        result = train(config, on_eval=reporter(channel, config.epochs, should_stop))
     except TrialStopped:
         return 1
     where = "in a warm worker" if should_stop is not None else "in its own process"
